@@ -1,0 +1,1 @@
+"""The Lens denoiser: LensTransformer2DModel and its parts (blocks, attention, RoPE, layouts, FLOPs)."""

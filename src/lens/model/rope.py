@@ -1,0 +1,46 @@
+"""Rotary positions for the joint [image, text] sequence (REFERENCE section 3).
+
+Three axes (frame, row, column) with 8 + 28 + 28 = 64 rotary dims, theta 10000, rotating adjacent
+channel pairs (x[2i], x[2i+1]). Image tokens sit on a centred grid; text token j sits at
+max(h//2, w//2) + j on all three axes, just past the image's extent. Tables are built in float32
+outside the blocks and applied with real arithmetic (no complex tensors), so blocks compile cleanly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def image_positions(h: int, w: int, device=None) -> Tensor:
+    """(h*w, 3) float positions of an h x w token grid, row-major: (0, row, col), rows/cols centred."""
+    rows = torch.arange(h, device=device, dtype=torch.float32) - (h - h // 2)
+    cols = torch.arange(w, device=device, dtype=torch.float32) - (w - w // 2)
+    grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(h * w, 2)
+    return torch.cat([torch.zeros(h * w, 1, device=device), grid], dim=-1)
+
+
+def text_positions(h: int, w: int, length: int, device=None) -> Tensor:
+    """(length, 3) positions of text tokens that follow an h x w image: max(h//2, w//2) + j on all axes."""
+    idx = torch.arange(length, device=device, dtype=torch.float32) + max(h // 2, w // 2)
+    return idx[:, None].expand(length, 3).contiguous()
+
+
+def rope_table(positions: Tensor, axes_dims: tuple[int, ...], theta: float = 10000.0) -> tuple[Tensor, Tensor]:
+    """cos, sin tables for positions (..., T, n_axes): each (..., T, sum(axes_dims) // 2), float32."""
+    if positions.shape[-1] != len(axes_dims):
+        raise ValueError(f"positions have {positions.shape[-1]} axes but axes_dims has {len(axes_dims)}")
+    angles = []
+    for axis, dim in enumerate(axes_dims):
+        inv_freq = theta ** -(torch.arange(0, dim, 2, device=positions.device, dtype=torch.float64) / dim)
+        angles.append(positions[..., axis : axis + 1].double() * inv_freq)  # (..., T, dim/2)
+    angle = torch.cat(angles, dim=-1)
+    return angle.cos().float(), angle.sin().float()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate adjacent channel pairs of x (B, H, T, D) by tables (.., T, D/2); math in float32."""
+    pairs = x.float().unflatten(-1, (-1, 2))  # (B, H, T, D/2, 2)
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)
+    return out.flatten(-2).type_as(x)
