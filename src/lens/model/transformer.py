@@ -129,7 +129,8 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
         refuse_pickle_file(path, allow_pickle)
         if path.suffix != ".safetensors":
             raise LensError(f"{path}: single-file loading reads safetensors only; convert the checkpoint first")
-        config = dict(config or cls.load_config(path.parent) if (path.parent / "config.json").exists() else {})
+        if config is None:  # a config.json beside the file, else the released 4.1B defaults
+            config = cls.load_config(path.parent) if (path.parent / "config.json").exists() else {}
         check_compatible(cls.expected_shapes(config), safetensors_shapes([path]), str(path))
         with torch.device("meta"):
             model = cls.from_config(config)
