@@ -1,0 +1,50 @@
+"""`lens generate` and `lens create-tiny` as a user runs them."""
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from lens.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny")
+    assert main(["create-tiny", str(path)]) == 0
+    return path
+
+
+def test_generate_writes_deterministic_pngs(model_dir, tmp_path, capsys):
+    args = ["generate", "a red circle", "--model", str(model_dir), "--steps", "2", "--n", "2", "--seed", "7"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b"), "--height", "32", "--width", "48"]) == 0
+    assert main(args + ["--out", str(tmp_path / "c")]) == 0
+    a = sorted((tmp_path / "a").glob("*.png"))
+    assert len(a) == 2 and PIL.Image.open(a[0]).size == (64, 64)
+    assert PIL.Image.open(a[0]).text["prompt"] == "a red circle"
+    assert PIL.Image.open(sorted((tmp_path / "b").glob("*.png"))[0]).size == (48, 32)
+    c = sorted((tmp_path / "c").glob("*.png"))
+    assert np.array_equal(np.asarray(PIL.Image.open(a[0])), np.asarray(PIL.Image.open(c[0])))
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--height", "100", "--width", "64"], "multiple of 16"),
+        (["--steps", "0"], "positive integer"),
+        (["--aspect", "7:5"], "aspect ratio"),
+        (["--width", "64"], "--width needs --height"),
+        (["--n", "0"], "--n"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys, extra, words):
+    assert main(["generate", "x", "--model", str(model_dir), "--out", str(tmp_path)] + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("lens generate: error:") and words in err
+
+
+def test_missing_model_paths_are_explained(tmp_path, capsys):
+    assert main(["generate", "x", "--model", str(tmp_path)]) == 2
+    assert "model_index.json" in capsys.readouterr().err
+    assert main(["generate", "x", "--model", "not a model"]) == 2
+    assert "hub id" in capsys.readouterr().err
