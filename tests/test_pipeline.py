@@ -78,6 +78,7 @@ def test_pipeline_save_and_load_round_trip(pipe, tmp_path):
     assert index["transformer"] == ["diffusers", "LensTransformer2DModel"]
     assert index["vae"] == ["diffusers", "AutoencoderKLFlux2"]
     assert index["text_encoder"] == ["transformers", "LensGptOssEncoder"]
+    assert index["tokenizer"] == ["transformers", "PreTrainedTokenizerFast"]
     assert index["scheduler"] == ["diffusers", "FlowMatchEulerDiscreteScheduler"]
     assert index["default_height"] == 64
     loaded = LensPipeline.from_pretrained(tmp_path)

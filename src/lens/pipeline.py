@@ -29,8 +29,13 @@ from lens.sampling.schedule import scheduler_sigmas
 from lens.text.encoder import encode_prompts
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-# The released model_index.json names our classes under the libraries they extend.
-RELEASED_LIBRARIES = {"LensTransformer2DModel": "diffusers", "LensGptOssEncoder": "transformers"}
+# The released model_index.json names our classes under the libraries they extend, and the tokenizer
+# by its transformers-4 name (transformers 5 calls the same class TokenizersBackend).
+RELEASED_NAMES = {
+    "LensTransformer2DModel": ("diffusers", "LensTransformer2DModel"),
+    "LensGptOssEncoder": ("transformers", "LensGptOssEncoder"),
+    "TokenizersBackend": ("transformers", "PreTrainedTokenizerFast"),
+}
 
 
 @dataclass
@@ -69,13 +74,9 @@ class LensPipeline(DiffusionPipeline):
         )
 
     def register_modules(self, **modules):
-        """diffusers would record our classes under `lens.*`; record the released library names instead."""
+        """diffusers would record our classes under `lens.*`; record the released names instead."""
         super().register_modules(**modules)
-        released = {
-            name: (RELEASED_LIBRARIES[type(m).__name__], type(m).__name__)
-            for name, m in modules.items()
-            if type(m).__name__ in RELEASED_LIBRARIES
-        }
+        released = {name: RELEASED_NAMES[type(m).__name__] for name, m in modules.items() if type(m).__name__ in RELEASED_NAMES}
         if released:
             self.register_to_config(**released)
 
