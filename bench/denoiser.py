@@ -26,8 +26,14 @@ from lens.model.transformer import LensTransformer2DModel
 
 CONFIGS = {
     "lens": {},  # the released 4.1B shapes
-    "tiny": dict(num_layers=2, num_attention_heads=4, attention_head_dim=32, axes_dims_rope=(8, 12, 12),
-                 enc_hidden_dim=64, selected_layer_index=(0, 1)),
+    "tiny": dict(
+        num_layers=2,
+        num_attention_heads=4,
+        attention_head_dim=32,
+        axes_dims_rope=(8, 12, 12),
+        enc_hidden_dim=64,
+        selected_layer_index=(0, 1),
+    ),
 }
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -57,9 +63,15 @@ def run_loop(model, variant, x, cond, steps, cfg, grid):
         sigma = torch.full((b,), 1 - i / steps, device=x.device)
         if variant == "released":
             feats = torch.cat([cond, torch.zeros_like(cond)])
-            mask = torch.cat([torch.ones(cond.shape[:2], dtype=torch.bool, device=x.device),
-                              torch.zeros(cond.shape[:2], dtype=torch.bool, device=x.device)])
-            out = model(torch.cat([x, x]), feats, sigma.repeat(2), image_grid=grid, encoder_attention_mask=mask).sample
+            mask = torch.cat(
+                [
+                    torch.ones(cond.shape[:2], dtype=torch.bool, device=x.device),
+                    torch.zeros(cond.shape[:2], dtype=torch.bool, device=x.device),
+                ]
+            )
+            out = model(
+                torch.cat([x, x]), feats, sigma.repeat(2), image_grid=grid, encoder_attention_mask=mask
+            ).sample
             v = out[:b] if not cfg else out[b:] + 5.0 * (out[:b] - out[b:])
         else:
             v = model(x, cond, sigma, image_grid=grid).sample
@@ -93,15 +105,20 @@ def main():
     n_layers, d_enc = len(model.config.selected_layer_index), model.config.enc_hidden_dim
     gen = torch.Generator(device).manual_seed(1)
     x = torch.randn(args.batch, h * w, model.config.in_channels, device=device, dtype=dtype, generator=gen)
-    cond = torch.randn(args.batch, args.text_tokens, n_layers, d_enc, device=device, dtype=dtype, generator=gen)
+    cond = torch.randn(
+        args.batch, args.text_tokens, n_layers, d_enc, device=device, dtype=dtype, generator=gen
+    )
 
     rows = []
     for variant in args.variants:
         if variant == "compiled":
             for block in model.transformer_blocks:
                 block.compile(fullgraph=True)
-        passes = [(args.text_tokens, 2 * args.batch)] if variant == "released" else (
-            [(args.text_tokens, args.batch)] + ([(0, args.batch)] if cfg else []))
+        passes = (
+            [(args.text_tokens, 2 * args.batch)]
+            if variant == "released"
+            else ([(args.text_tokens, args.batch)] + ([(0, args.batch)] if cfg else []))
+        )
         flops = args.steps * sum(forward_flops(model.config, h * w, s, b) for s, b in passes)
         with torch.inference_mode():
             run_loop(model, variant, x, cond, min(2, args.steps), cfg, (h, w))  # warm-up / compile
@@ -113,15 +130,23 @@ def main():
                 sync(device)
                 times.append(time.perf_counter() - t0)
         best = sorted(times)[len(times) // 2]
-        rows.append(dict(variant=variant, seconds=best, per_step=best / args.steps, tflops=flops / best / 1e12))
+        rows.append(
+            dict(variant=variant, seconds=best, per_step=best / args.steps, tflops=flops / best / 1e12)
+        )
 
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"\ndenoiser {args.config} {args.height}x{args.width} batch {args.batch} steps {args.steps} "
-          f"text {args.text_tokens} cfg {'on' if cfg else 'off'} {args.dtype} on {name}")
+    name = (
+        torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"\ndenoiser {args.config} {args.height}x{args.width} batch {args.batch} steps {args.steps} "
+        f"text {args.text_tokens} cfg {'on' if cfg else 'off'} {args.dtype} on {name}"
+    )
     print(f"{'variant':<10} {'total s':>9} {'s/step':>9} {'TFLOP/s':>9} {'speed-up':>9}")
     for r in rows:
-        print(f"{r['variant']:<10} {r['seconds']:>9.3f} {r['per_step']:>9.4f} {r['tflops']:>9.1f} "
-              f"{rows[0]['seconds'] / r['seconds']:>8.2f}x")
+        print(
+            f"{r['variant']:<10} {r['seconds']:>9.3f} {r['per_step']:>9.4f} {r['tflops']:>9.1f} "
+            f"{rows[0]['seconds'] / r['seconds']:>8.2f}x"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(dict(args=vars(args), device=name, rows=rows), indent=1))
 

@@ -94,8 +94,14 @@ def test_default_config_is_the_released_model():
 
 def test_sizes_are_configurable():
     with torch.device("meta"):
-        small = LensTransformer2DModel(num_layers=3, num_attention_heads=4, attention_head_dim=32,
-                                       axes_dims_rope=(8, 12, 12), enc_hidden_dim=64, selected_layer_index=(1, 2, 3))
+        small = LensTransformer2DModel(
+            num_layers=3,
+            num_attention_heads=4,
+            attention_head_dim=32,
+            axes_dims_rope=(8, 12, 12),
+            enc_hidden_dim=64,
+            selected_layer_index=(1, 2, 3),
+        )
     keys = small.state_dict()
     assert keys["txt_in.weight"].shape == (128, 3 * 64)
     assert keys["transformer_blocks.2.img_mlp.w1.weight"].shape == (int(128 / 3 * 8), 128)

@@ -35,7 +35,9 @@ def test_padded_text_is_invisible(tiny_denoiser):
 def test_zero_text_tokens_equals_fully_masked_text(tiny_denoiser):
     x, enc, t = _inputs(b=1)
     empty = tiny_denoiser(x, enc[:, :0], t, image_grid=(3, 4)).sample
-    masked = tiny_denoiser(x, enc, t, image_grid=(3, 4), encoder_attention_mask=torch.zeros(1, 5, dtype=torch.bool)).sample
+    masked = tiny_denoiser(
+        x, enc, t, image_grid=(3, 4), encoder_attention_mask=torch.zeros(1, 5, dtype=torch.bool)
+    ).sample
     assert empty.shape == (1, 12, 128)
     torch.testing.assert_close(empty, masked, atol=1e-5, rtol=1e-5)
 
@@ -55,7 +57,9 @@ def test_no_mask_reaches_attention_without_padding(tiny_denoiser, monkeypatch):
     tiny_denoiser(x, enc, t, image_grid=(3, 4), encoder_attention_mask=torch.ones(2, 5, dtype=torch.bool))
     assert seen and all(m is None for m in seen)
     seen.clear()
-    tiny_denoiser(x, enc, t, image_grid=(3, 4), encoder_attention_mask=torch.tensor([[1, 1, 0, 0, 0], [1] * 5]).bool())
+    tiny_denoiser(
+        x, enc, t, image_grid=(3, 4), encoder_attention_mask=torch.tensor([[1, 1, 0, 0, 0], [1] * 5]).bool()
+    )
     assert all(m is not None and m.dtype == torch.bool for m in seen)
 
 
@@ -127,7 +131,10 @@ def test_rope_rotates_adjacent_pairs_like_complex_multiplication():
         freqs = [10000 ** (-(2 * i) / dim) for i in range(dim // 2)]
         angles += [pos[:, axis] * f for f in freqs]
     angle = torch.stack(angles, dim=-1).double()
-    ref = torch.view_as_real(torch.view_as_complex(x.double().unflatten(-1, (-1, 2)).contiguous()) * torch.polar(torch.ones_like(angle), angle))
+    ref = torch.view_as_real(
+        torch.view_as_complex(x.double().unflatten(-1, (-1, 2)).contiguous())
+        * torch.polar(torch.ones_like(angle), angle)
+    )
     torch.testing.assert_close(got, ref.flatten(-2).float(), atol=1e-5, rtol=1e-5)
     assert math.isclose(float(got.norm()), float(x.norm()), rel_tol=1e-5)
 
@@ -138,7 +145,10 @@ def test_rope_rotates_adjacent_pairs_like_complex_multiplication():
         (lambda m, x, e, t: m(x[..., :64], e, t, image_grid=(3, 4)), "hidden_states"),
         (lambda m, x, e, t: m(x, e[..., :10], t, image_grid=(3, 4)), "encoder_hidden_states"),
         (lambda m, x, e, t: m(x, e, t, image_grid=(3, 3)), "image_grid"),
-        (lambda m, x, e, t: m(x, e, t, image_grid=(3, 4), encoder_attention_mask=torch.ones(2, 4).bool()), "mask"),
+        (
+            lambda m, x, e, t: m(x, e, t, image_grid=(3, 4), encoder_attention_mask=torch.ones(2, 4).bool()),
+            "mask",
+        ),
         (lambda m, x, e, t: m(x, e, t[:1].repeat(3), image_grid=(3, 4)), "timestep"),
         (lambda m, x, e, t: m(x, e, t, pack=Pack(((3, 4),), (5,))), "packed"),
     ],

@@ -31,8 +31,9 @@ def test_save_pretrained_round_trip(tiny_denoiser, tmp_path):
 def test_single_file_repack_loads_with_dtype(tiny_denoiser, tmp_path):
     bf16 = {k: v.to(torch.bfloat16).contiguous() for k, v in tiny_denoiser.state_dict().items()}
     save_file(bf16, tmp_path / "lens_bf16.safetensors")
-    model = LensTransformer2DModel.from_single_file(tmp_path / "lens_bf16.safetensors", config=TINY_DENOISER,
-                                                    torch_dtype=torch.bfloat16)
+    model = LensTransformer2DModel.from_single_file(
+        tmp_path / "lens_bf16.safetensors", config=TINY_DENOISER, torch_dtype=torch.bfloat16
+    )
     assert model.dtype == torch.bfloat16
     for k, v in model.state_dict().items():
         assert torch.equal(v, bf16[k]), k
@@ -65,6 +66,8 @@ def test_pickle_checkpoints_are_refused_unless_allowed(tiny_denoiser, tmp_path):
     with pytest.raises(LensError, match="pickle"):
         LensTransformer2DModel.from_pretrained(tmp_path)
     with pytest.raises(LensError, match="pickle"):
-        LensTransformer2DModel.from_single_file(tmp_path / "diffusion_pytorch_model.bin", config=TINY_DENOISER)
+        LensTransformer2DModel.from_single_file(
+            tmp_path / "diffusion_pytorch_model.bin", config=TINY_DENOISER
+        )
     loaded = LensTransformer2DModel.from_pretrained(tmp_path, allow_pickle=True)
     _same_weights(tiny_denoiser, loaded)

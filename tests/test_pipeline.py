@@ -30,8 +30,15 @@ def test_generates_pil_images_deterministically(pipe):
 
 
 def test_output_types_sizes_and_batches(pipe):
-    out = pipe(["one", "two"], height=32, width=48, num_images_per_prompt=2, output_type="np",
-               num_inference_steps=1, generator=_gen()).images
+    out = pipe(
+        ["one", "two"],
+        height=32,
+        width=48,
+        num_images_per_prompt=2,
+        output_type="np",
+        num_inference_steps=1,
+        generator=_gen(),
+    ).images
     assert out.shape == (4, 32, 48, 3) and out.min() >= 0 and out.max() <= 1
     lat = pipe("x", aspect_ratio="1:2", num_inference_steps=1, output_type="latent", generator=_gen()).images
     assert lat.shape == (1, 128, 1472 // 16, 736 // 16)
@@ -42,7 +49,9 @@ def test_output_types_sizes_and_batches(pipe):
 def test_guidance_off_runs_no_unconditional_pass(pipe, monkeypatch):
     calls = []
     real = pipe.transformer.forward
-    monkeypatch.setattr(pipe.transformer, "forward", lambda *a, **k: calls.append(a[1].shape[1]) or real(*a, **k))
+    monkeypatch.setattr(
+        pipe.transformer, "forward", lambda *a, **k: calls.append(a[1].shape[1]) or real(*a, **k)
+    )
     pipe("a prompt", num_inference_steps=3, guidance_scale=1.0, output_type="latent", generator=_gen())
     assert len(calls) == 3 and all(s > 0 for s in calls)
     calls.clear()
@@ -64,7 +73,9 @@ def test_step_callback_sees_and_can_replace_latents(pipe):
         seen.append((i, float(t), tensors["latents"].shape))
         return {"latents": torch.zeros_like(tensors["latents"])} if i == 1 else {}
 
-    out = pipe("x", num_inference_steps=2, output_type="latent", callback_on_step_end=cb, generator=_gen()).images
+    out = pipe(
+        "x", num_inference_steps=2, output_type="latent", callback_on_step_end=cb, generator=_gen()
+    ).images
     assert [s[0] for s in seen] == [0, 1] and seen[0][1] == 1000.0
     assert torch.count_nonzero(out) == 0
 

@@ -19,7 +19,7 @@ _LAZY = {
     "LensError": "lens.errors",
 }
 
-__all__ = list(_LAZY)
+__all__ = ["LensError", "LensGptOssEncoder", "LensPipeline", "LensTransformer2DModel"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from lens.errors import LensError

@@ -17,17 +17,23 @@ def default_dtype(device: str) -> torch.dtype:
     return torch.bfloat16 if torch.device(device).type != "cpu" else torch.float32
 
 
-def load_pipeline(model: str | None, device: str = "cpu", dtype: torch.dtype | None = None, cpu_offload=False):
+def load_pipeline(
+    model: str | None, device: str = "cpu", dtype: torch.dtype | None = None, cpu_offload=False
+):
     """A LensPipeline from a folder, a hub id, or (model=None) the bundled nano model."""
     from lens.pipeline import LensPipeline
 
     if model is None:
         if not (BUNDLED_MODEL / "model_index.json").exists():
-            raise LensError("no bundled model in this install; pass --model PATH_OR_HUB_ID (e.g. microsoft/Lens)")
+            raise LensError(
+                "no bundled model in this install; pass --model PATH_OR_HUB_ID (e.g. microsoft/Lens)"
+            )
         model = str(BUNDLED_MODEL)
     path = Path(model)
     if path.exists() and not (path / "model_index.json").exists():
-        raise LensError(f"{model} has no model_index.json; give a pipeline folder saved by save_pretrained / lens export")
+        raise LensError(
+            f"{model} has no model_index.json; give a pipeline folder saved by save_pretrained / lens export"
+        )
     if not path.exists() and (model.count("/") != 1 or model.startswith((".", "/"))):
         raise LensError(f"{model} is neither a pipeline folder nor a hub id of the form org/name")
     dtype = dtype or default_dtype(device)

@@ -63,7 +63,11 @@ class LensPipeline(DiffusionPipeline):
     ):
         super().__init__()
         self.register_modules(
-            scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer
+            scheduler=scheduler,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            transformer=transformer,
         )
         # Model-specific defaults live in model_index.json (a nano model is not 1024^2, Turbo is 4 steps).
         self.register_to_config(
@@ -76,18 +80,29 @@ class LensPipeline(DiffusionPipeline):
     def register_modules(self, **modules):
         """diffusers would record our classes under `lens.*`; record the released names instead."""
         super().register_modules(**modules)
-        released = {name: RELEASED_NAMES[type(m).__name__] for name, m in modules.items() if type(m).__name__ in RELEASED_NAMES}
+        released = {
+            name: RELEASED_NAMES[type(m).__name__]
+            for name, m in modules.items()
+            if type(m).__name__ in RELEASED_NAMES
+        }
         if released:
             self.register_to_config(**released)
 
     # ------------------------------------------------------------------ text
     @torch.no_grad()
-    def encode_prompt(self, prompts: list[str], device=None, max_sequence_length: int = 512) -> tuple[Tensor, Tensor]:
+    def encode_prompt(
+        self, prompts: list[str], device=None, max_sequence_length: int = 512
+    ) -> tuple[Tensor, Tensor]:
         """Prompts -> features (B, S, L, D) and mask (B, S) bool, after the template prefix."""
         device = device or self._execution_device
         layers = tuple(self.transformer.config.selected_layer_index)
         feats, mask = encode_prompts(
-            self.text_encoder, self.tokenizer, prompts, layers=layers, max_length=max_sequence_length, device=device
+            self.text_encoder,
+            self.tokenizer,
+            prompts,
+            layers=layers,
+            max_length=max_sequence_length,
+            device=device,
         )
         return feats.to(device=device, dtype=self.transformer.dtype), mask.to(device)
 
@@ -105,7 +120,9 @@ class LensPipeline(DiffusionPipeline):
     def _check_prompts(prompt, negative_prompt) -> tuple[list[str], list[str] | None]:
         prompts = [prompt] if isinstance(prompt, str) else prompt
         if not isinstance(prompts, (list, tuple)) or not prompts:
-            raise LensError(f"prompt must be a non-empty string or list of strings, got {type(prompt).__name__}")
+            raise LensError(
+                f"prompt must be a non-empty string or list of strings, got {type(prompt).__name__}"
+            )
         for p in prompts:
             if not isinstance(p, str) or not p.strip():
                 raise LensError(f"every prompt must be a non-empty string, got {p!r}")
@@ -114,7 +131,9 @@ class LensPipeline(DiffusionPipeline):
         negs = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
         if not isinstance(negs, (list, tuple)) or len(negs) != len(prompts):
             n = len(negs) if isinstance(negs, (list, tuple)) else type(negs).__name__
-            raise LensError(f"negative_prompt must be a string or a list of {len(prompts)} strings (one per prompt), got {n}")
+            raise LensError(
+                f"negative_prompt must be a string or a list of {len(prompts)} strings (one per prompt), got {n}"
+            )
         if not all(isinstance(n, str) for n in negs):
             raise LensError("every negative prompt must be a string")
         return list(prompts), list(negs)
@@ -161,7 +180,9 @@ class LensPipeline(DiffusionPipeline):
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise LensError(f"num_inference_steps must be a positive integer, got {steps!r}")
         if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
-            raise LensError(f"num_images_per_prompt must be a positive integer, got {num_images_per_prompt!r}")
+            raise LensError(
+                f"num_images_per_prompt must be a positive integer, got {num_images_per_prompt!r}"
+            )
         if output_type not in OUTPUT_TYPES:
             raise LensError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         do_cfg = scale > 1.0
@@ -183,9 +204,13 @@ class LensPipeline(DiffusionPipeline):
         channels = self.transformer.config.in_channels
         batch = len(prompts) * n
         if latents is None:
-            latents = randn_tensor((batch, h * w, channels), generator=generator, device=device, dtype=torch.float32)
+            latents = randn_tensor(
+                (batch, h * w, channels), generator=generator, device=device, dtype=torch.float32
+            )
         elif tuple(latents.shape) != (batch, h * w, channels):
-            raise LensError(f"latents must be {(batch, h * w, channels)} for this request, got {tuple(latents.shape)}")
+            raise LensError(
+                f"latents must be {(batch, h * w, channels)} for this request, got {tuple(latents.shape)}"
+            )
         latents = latents.to(device=device, dtype=torch.float32)
 
         # 3. Euler steps on the shifted schedule
@@ -196,7 +221,9 @@ class LensPipeline(DiffusionPipeline):
         def velocity(feats, mask, t):
             x = latents.to(self.transformer.dtype)
             sigma = (t / 1000.0).expand(batch).to(device)
-            return self.transformer(x, feats, sigma, image_grid=(h, w), encoder_attention_mask=mask).sample.float()
+            return self.transformer(
+                x, feats, sigma, image_grid=(h, w), encoder_attention_mask=mask
+            ).sample.float()
 
         with self.progress_bar(total=len(timesteps)) as progress:
             for i, t in enumerate(timesteps):
@@ -207,8 +234,12 @@ class LensPipeline(DiffusionPipeline):
                 if callback_on_step_end is not None:
                     bad = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
                     if bad:
-                        raise LensError(f"callback tensors {sorted(bad)} unknown; choose from {self._callback_tensor_inputs}")
-                    latents = (callback_on_step_end(self, i, t, {"latents": latents}) or {}).get("latents", latents)
+                        raise LensError(
+                            f"callback tensors {sorted(bad)} unknown; choose from {self._callback_tensor_inputs}"
+                        )
+                    latents = (callback_on_step_end(self, i, t, {"latents": latents}) or {}).get(
+                        "latents", latents
+                    )
                 progress.update()
 
         # 4. decode

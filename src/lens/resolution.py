@@ -67,8 +67,28 @@ class Bucket:
 
 # Stage-2 buckets of the paper: 3 areas x 9 ratios, (height, width), per-GPU batch 24 / 10 / 6.
 _STAGE2 = {
-    512: ((704, 352), (672, 384), (640, 416), (608, 448), (512, 512), (448, 608), (416, 640), (384, 672), (352, 704)),
-    768: ((1088, 544), (1024, 576), (960, 640), (896, 672), (768, 768), (672, 896), (640, 960), (576, 1024), (544, 1088)),
+    512: (
+        (704, 352),
+        (672, 384),
+        (640, 416),
+        (608, 448),
+        (512, 512),
+        (448, 608),
+        (416, 640),
+        (384, 672),
+        (352, 704),
+    ),
+    768: (
+        (1088, 544),
+        (1024, 576),
+        (960, 640),
+        (896, 672),
+        (768, 768),
+        (672, 896),
+        (640, 960),
+        (576, 1024),
+        (544, 1088),
+    ),
     1024: tuple(_BASE_1024[r] for r in RATIOS),
 }
 _STAGE2_BATCH = {512: 24, 768: 10, 1024: 6}
@@ -92,7 +112,9 @@ def nearest_bucket(height: int, width: int, buckets: list[Bucket]) -> Bucket:
         raise LensError("empty bucket list")
     ratio = math.log(width / height)
     area = height * width
-    return min(buckets, key=lambda b: (round(abs(math.log(b.aspect) - ratio), 6), abs(b.height * b.width - area)))
+    return min(
+        buckets, key=lambda b: (round(abs(math.log(b.aspect) - ratio), 6), abs(b.height * b.width - area))
+    )
 
 
 def validate_size(height: int, width: int, *, max_area: int = MAX_AREA) -> tuple[int, int]:

@@ -10,7 +10,9 @@ from lens.errors import LensError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("generate", help="generate images from a prompt", description="Generate images from a prompt.")
+    p = sub.add_parser(
+        "generate", help="generate images from a prompt", description="Generate images from a prompt."
+    )
     p.add_argument("prompt", help="what to draw")
     p.add_argument("--model", help="pipeline folder (diffusers layout) or hub id, e.g. microsoft/Lens")
     p.add_argument("--steps", type=int, help="Euler steps (default: the model's)")
@@ -20,7 +22,9 @@ def register(sub) -> None:
     size.add_argument("--aspect", help="released preset W:H, e.g. 1:1, 3:4, 16:9")
     size.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
-    p.add_argument("--resolution", type=int, default=1024, choices=(1024, 1440), help="preset base for --aspect")
+    p.add_argument(
+        "--resolution", type=int, default=1024, choices=(1024, 1440), help="preset base for --aspect"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=int, default=1, help="images to generate")
     p.add_argument("--out", default="outputs", help="output folder")
@@ -47,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = load_pipeline(args.model, device=device, cpu_offload=args.cpu_offload)
-    size = dict(aspect_ratio=args.aspect, resolution=args.resolution) if args.aspect else dict(
-        height=args.height, width=args.width if args.height is not None else None)
+    size = (
+        dict(aspect_ratio=args.aspect, resolution=args.resolution)
+        if args.aspect
+        else dict(height=args.height, width=args.width if args.height is not None else None)
+    )
     generator = torch.Generator("cpu").manual_seed(args.seed)
     images = pipe(
         args.prompt,
@@ -63,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     info = PngInfo()
     info.add_text("prompt", args.prompt)
-    info.add_text("lens", f"model={args.model or 'bundled'} seed={args.seed} steps={args.steps} cfg={args.cfg}")
+    info.add_text(
+        "lens", f"model={args.model or 'bundled'} seed={args.seed} steps={args.steps} cfg={args.cfg}"
+    )
     for k, image in enumerate(images):
         path = out / f"{_slug(args.prompt)}-s{args.seed}-{k}.png"
         image.save(path, pnginfo=info)

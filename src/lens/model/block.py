@@ -70,11 +70,18 @@ class LensTransformerBlock(nn.Module):
         txt_segments: Tensor | None = None,  # (S,)
     ) -> tuple[Tensor, Tensor]:
         # (shift, scale, gate) for attention, then for the MLP; each (B, 1 | T, D)
-        i_sh1, i_sc1, i_g1, i_sh2, i_sc2, i_g2 = expand_to_tokens(self.img_mod(temb), img_segments).chunk(6, -1)
-        t_sh1, t_sc1, t_g1, t_sh2, t_sc2, t_g2 = expand_to_tokens(self.txt_mod(temb), txt_segments).chunk(6, -1)
+        i_sh1, i_sc1, i_g1, i_sh2, i_sc2, i_g2 = expand_to_tokens(self.img_mod(temb), img_segments).chunk(
+            6, -1
+        )
+        t_sh1, t_sc1, t_g1, t_sh2, t_sc2, t_g2 = expand_to_tokens(self.txt_mod(temb), txt_segments).chunk(
+            6, -1
+        )
 
         img_attn, txt_attn = self.attn(
-            modulate(self.img_norm1(img), i_sh1, i_sc1), modulate(self.txt_norm1(txt), t_sh1, t_sc1), rope, mask
+            modulate(self.img_norm1(img), i_sh1, i_sc1),
+            modulate(self.txt_norm1(txt), t_sh1, t_sc1),
+            rope,
+            mask,
         )
         img = img + i_g1 * img_attn
         txt = txt + t_g1 * txt_attn

@@ -27,7 +27,9 @@ class Pack:
 
     def __post_init__(self):
         if len(self.image_grids) != len(self.text_lengths) or not self.image_grids:
-            raise ValueError("a Pack needs one (h, w) grid and one text length per sample, at least one sample")
+            raise ValueError(
+                "a Pack needs one (h, w) grid and one text length per sample, at least one sample"
+            )
 
     @property
     def image_tokens(self) -> int:

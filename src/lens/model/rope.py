@@ -26,7 +26,9 @@ def text_positions(h: int, w: int, length: int, device=None) -> Tensor:
     return idx[:, None].expand(length, 3).contiguous()
 
 
-def rope_table(positions: Tensor, axes_dims: tuple[int, ...], theta: float = 10000.0) -> tuple[Tensor, Tensor]:
+def rope_table(
+    positions: Tensor, axes_dims: tuple[int, ...], theta: float = 10000.0
+) -> tuple[Tensor, Tensor]:
     """cos, sin tables for positions (..., T, n_axes): each (..., T, sum(axes_dims) // 2), float32."""
     if positions.shape[-1] != len(axes_dims):
         raise ValueError(f"positions have {positions.shape[-1]} axes but axes_dims has {len(axes_dims)}")

@@ -74,7 +74,9 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
         if inner_dim is not None and inner_dim != dim:
             raise LensError(f"inner_dim={inner_dim} but num_attention_heads * attention_head_dim = {dim}")
         if sum(axes_dims_rope) != attention_head_dim or any(d % 2 for d in axes_dims_rope):
-            raise LensError(f"axes_dims_rope {list(axes_dims_rope)} must be even and sum to {attention_head_dim}")
+            raise LensError(
+                f"axes_dims_rope {list(axes_dims_rope)} must be even and sum to {attention_head_dim}"
+            )
         if not (gate_mlp and rms_norm and multi_layer_encoder_feature):
             raise LensError("only gate_mlp, rms_norm and multi_layer_encoder_feature = true exist in Lens")
         if not selected_layer_index:
@@ -92,7 +94,8 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
         # 4. double-stream blocks
         hidden = mlp_hidden_dim or int(dim / 3 * 8)
         self.transformer_blocks = nn.ModuleList(
-            LensTransformerBlock(dim, num_attention_heads, attention_head_dim, hidden) for _ in range(num_layers)
+            LensTransformerBlock(dim, num_attention_heads, attention_head_dim, hidden)
+            for _ in range(num_layers)
         )
         # 5. output: adaptive LayerNorm + projection back to latent patches
         self.norm_out = OutputNorm(dim)
@@ -119,7 +122,9 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
         return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
     @classmethod
-    def from_single_file(cls, path: str | os.PathLike, config: dict | None = None, torch_dtype=None, allow_pickle=False):
+    def from_single_file(
+        cls, path: str | os.PathLike, config: dict | None = None, torch_dtype=None, allow_pickle=False
+    ):
         """Load the single-file repack (e.g. `lens_bf16.safetensors`, diffusers key names)."""
         from safetensors.torch import load_file
 
@@ -128,7 +133,9 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
             raise LensError(f"{path} does not exist; pass the path of lens_bf16.safetensors")
         refuse_pickle_file(path, allow_pickle)
         if path.suffix != ".safetensors":
-            raise LensError(f"{path}: single-file loading reads safetensors only; convert the checkpoint first")
+            raise LensError(
+                f"{path}: single-file loading reads safetensors only; convert the checkpoint first"
+            )
         if config is None:  # a config.json beside the file, else the released 4.1B defaults
             config = cls.load_config(path.parent) if (path.parent / "config.json").exists() else {}
         check_compatible(cls.expected_shapes(config), safetensors_shapes([path]), str(path))
@@ -168,7 +175,9 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
         """
         if isinstance(encoder_hidden_states, (list, tuple)):
             encoder_hidden_states = torch.stack(list(encoder_hidden_states), dim=2)
-        layout = self._layout(hidden_states, encoder_hidden_states, timestep, image_grid, encoder_attention_mask, pack)
+        layout = self._layout(
+            hidden_states, encoder_hidden_states, timestep, image_grid, encoder_attention_mask, pack
+        )
         dtype = self.img_in.weight.dtype
         timestep = timestep.reshape(-1).expand(hidden_states.shape[0]) if timestep.numel() == 1 else timestep
 
@@ -204,12 +213,16 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
                     f"text tokens for this Pack, got {tuple(x.shape)} and {tuple(enc.shape)}"
                 )
             if timestep.numel() != len(pack.image_grids):
-                raise LensError(f"a pack of {len(pack.image_grids)} samples needs as many timesteps, got {timestep.numel()}")
+                raise LensError(
+                    f"a pack of {len(pack.image_grids)} samples needs as many timesteps, got {timestep.numel()}"
+                )
             return pack_layout(pack, axes, theta, x.device)
         if grid is None or len(grid) != 2 or grid[0] * grid[1] != x.shape[1]:
             raise LensError(f"image_grid (h, w) with h * w == {x.shape[1]} is required, got {grid}")
         if timestep.numel() not in (1, x.shape[0]):
             raise LensError(f"timestep must hold 1 or B={x.shape[0]} values, got {timestep.numel()}")
         if mask is not None and tuple(mask.shape) != tuple(enc.shape[:2]):
-            raise LensError(f"encoder_attention_mask must be (B, S) = {tuple(enc.shape[:2])}, got {tuple(mask.shape)}")
+            raise LensError(
+                f"encoder_attention_mask must be (B, S) = {tuple(enc.shape[:2])}, got {tuple(mask.shape)}"
+            )
         return batch_layout(tuple(grid), mask, enc.shape[1], axes, theta, x.device)

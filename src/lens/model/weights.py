@@ -25,10 +25,12 @@ def safetensors_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
     for f in files:
         try:
             with safe_open(str(f), framework="pt") as fh:
-                for key in fh.keys():
+                for key in fh.keys():  # noqa: SIM118 (safe_open is not a dict)
                     shapes[key] = tuple(fh.get_slice(key).get_shape())
         except Exception as err:  # safetensors raises its own error types for corrupt headers
-            raise LensError(f"{f} is not a readable safetensors file ({err}); re-download or re-export it") from err
+            raise LensError(
+                f"{f} is not a readable safetensors file ({err}); re-download or re-export it"
+            ) from err
     return shapes
 
 
@@ -36,7 +38,11 @@ def check_compatible(expected: Mapping[str, tuple], found: Mapping[str, tuple], 
     """Raise a LensError naming the first few missing, unexpected and wrongly-shaped keys."""
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
-    wrong = [f"{k} {tuple(found[k])} != {tuple(expected[k])}" for k in expected if k in found and tuple(found[k]) != tuple(expected[k])]
+    wrong = [
+        f"{k} {tuple(found[k])} != {tuple(expected[k])}"
+        for k in expected
+        if k in found and tuple(found[k]) != tuple(expected[k])
+    ]
     if not (missing or unexpected or wrong):
         return
     parts = []
