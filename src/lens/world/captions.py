@@ -1,0 +1,242 @@
+"""Captions: a dense paragraph that names everything in the scene, and a brief alt-text line.
+
+The dense caption mirrors the paper's GPT-4.1 captions at world scale: counts, every object's
+colour, shape, size and place, the relations between them, the background and the style, in varied
+sentence templates drawn by seed. The brief caption names one salient object, like web alt-text.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from lens.world.scene import Background, Relation, Scene, SceneObject
+from lens.world.vocab import INVERSE, NUMBERS, article, plural
+
+SIZE_WORDS = {
+    "small": ("small", "little"),
+    "medium": ("medium-sized", "mid-sized"),
+    "large": ("large", "big"),
+}
+SHAPE_WORDS = {
+    "circle": ("circle", "round circle"),
+    "square": ("square",),
+    "triangle": ("triangle", "upward-pointing triangle"),
+    "star": ("star", "five-pointed star"),
+    "ring": ("ring", "donut-shaped ring"),
+    "diamond": ("diamond", "diamond shape"),
+    "cross": ("cross", "plus-shaped cross"),
+    "heart": ("heart", "heart shape"),
+}
+REL_WORDS = {
+    "left of": ("to the left of", "left of", "on the left side of"),
+    "right of": ("to the right of", "right of", "on the right side of"),
+    "above": ("above", "higher up than", "over"),
+    "below": ("below", "beneath", "lower down than"),
+    "next to": ("next to", "beside", "close to"),
+}
+REGIONS = {
+    ("top", "left"): ("the top left corner", "the upper left", "the upper-left area"),
+    ("top", "centre"): ("the top centre", "the upper middle", "the top of the image"),
+    ("top", "right"): ("the top right corner", "the upper right", "the upper-right area"),
+    ("middle", "left"): ("the left side", "the middle of the left half", "the centre left"),
+    ("middle", "centre"): ("the centre", "the middle of the image", "the very centre of the frame"),
+    ("middle", "right"): ("the right side", "the middle of the right half", "the centre right"),
+    ("bottom", "left"): ("the bottom left corner", "the lower left", "the lower-left area"),
+    ("bottom", "centre"): ("the bottom centre", "the lower middle", "the bottom of the image"),
+    ("bottom", "right"): ("the bottom right corner", "the lower right", "the lower-right area"),
+}
+OPENERS = (
+    "The image shows {summary} on {bg}.",
+    "This is a simple flat illustration of {summary} set against {bg}.",
+    "A minimalist picture containing {summary}, arranged on {bg}.",
+    "The picture depicts {summary} on top of {bg}.",
+)
+TOTALS = (
+    "There {be} {total} in total{detail}.",
+    "Altogether the scene holds {total}{detail}.",
+    "In all, {total} can be counted{detail}.",
+)
+PLACEMENTS = (
+    "In {region}, there is {np}.",
+    "{NP} sits in {region}.",
+    "{NP} appears in {region}.",
+    "Toward {region} we see {np}.",
+    "{Region} holds {np}.",
+)
+EXTENTS = (
+    "It spans about {frac} of the image's shorter side.",
+    "It measures roughly {frac} of the frame's shorter side across.",
+)
+STYLES = (
+    "All shapes are flat and solid-coloured, with clean, crisp edges, no outlines and no shadows.",
+    "The style is that of a clean vector graphic: uniform fills, sharp edges and no shading or text.",
+    "Every shape is filled with a single flat colour and has smooth, sharp edges; there is no text anywhere.",
+)
+EMPTY = (
+    "The rest of the frame is empty, leaving plenty of open space around the objects.",
+    "Nothing else appears in the image, and the space between the shapes is clear.",
+    "Apart from these objects the picture is empty.",
+)
+ORDINALS = ("first", "second", "third", "fourth")
+FRACTIONS = ((0.2, "a fifth"), (0.27, "a quarter"), (0.36, "a third"), (0.45, "two fifths"), (1.0, "half"))
+
+
+def _pick(rng: np.random.Generator, options):
+    return options[rng.integers(len(options))]
+
+
+def region(obj: SceneObject) -> tuple[str, str]:
+    row = "top" if obj.y < 0.37 else "bottom" if obj.y > 0.63 else "middle"
+    col = "left" if obj.x < 0.37 else "right" if obj.x > 0.63 else "centre"
+    return row, col
+
+
+def _count(n: int) -> str:
+    return NUMBERS.get(n, str(n))
+
+
+def _summary(objects: list[SceneObject]) -> str:
+    """'two red circles and a blue star' (groups by shape, then colour, in order of appearance)."""
+    groups = Counter((o.shape, o.color) for o in objects)
+    parts = []
+    for (shape, color), n in groups.items():
+        head = f"{color} {plural(shape, n)}"
+        parts.append(f"{article(head) if n == 1 else _count(n)} {head}")
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _totals(objects: list[SceneObject]) -> tuple[str, str, str]:
+    """('three objects', ': two circles and one star', 'are')."""
+    shapes = Counter(o.shape for o in objects)
+    parts = [f"{_count(n)} {plural(s, n)}" for s, n in shapes.items()]
+    n = len(objects)
+    detail = ""
+    if len(parts) > 1:
+        detail = ": " + ", ".join(parts[:-1]) + " and " + parts[-1]
+    elif n > 1:
+        detail = f", all of them {plural(objects[0].shape, n)}"
+    return f"{_count(n)} {'object' if n == 1 else 'objects'}", detail, "is" if n == 1 else "are"
+
+
+def _refs(objects: list[SceneObject]) -> list[str]:
+    """The shortest unambiguous way to refer to each object ('the star', 'the red star', ...)."""
+    out = []
+    for o in objects:
+        r, c = region(o)
+        options = (
+            ((o.shape,), o.shape),
+            ((o.color, o.shape), f"{o.color} {o.shape}"),
+            ((o.size, o.color, o.shape), f"{SIZE_WORDS[o.size][0]} {o.color} {o.shape}"),
+            ((o.color, o.shape, r, c), f"{o.color} {o.shape} in {REGIONS[(r, c)][0]}"),
+        )
+        keys = [
+            ((p.shape,), (p.color, p.shape), (p.size, p.color, p.shape), (p.color, p.shape, *region(p)))
+            for p in objects
+        ]
+        ref = next(
+            (text for k, (key, text) in enumerate(options) if sum(ks[k] == key for ks in keys) == 1), None
+        )
+        if ref is None:  # identical twins in one region: count them from the left
+            twins = sorted(
+                (p for p in objects if (p.color, p.shape) == (o.color, o.shape)), key=lambda p: p.x
+            )
+            ref = f"{ORDINALS[twins.index(o)]} {o.color} {o.shape} from the left"
+        out.append("the " + ref)
+    return out
+
+
+def _background(bg: Background, rng: np.random.Generator) -> tuple[str, str]:
+    """(noun phrase for the opener, a full sentence about the background)."""
+    if bg.kind == "gradient":
+        ends = {
+            "vertical": ("at the top", "at the bottom"),
+            "horizontal": ("on the left", "on the right"),
+            "diagonal": ("in the top left", "in the bottom right"),
+        }[bg.direction or "diagonal"]
+        short = f"a {bg.direction} {bg.name} to {bg.name2} gradient background"
+        long = f"The background is a smooth {bg.direction} gradient running from {bg.name} {ends[0]} to {bg.name2} {ends[1]}."
+    elif bg.kind == "texture":
+        pattern = {"stripes": "faint diagonal stripes", "checker": "a faint checkerboard pattern"}.get(
+            bg.pattern or "", "a soft, mottled cloudy texture"
+        )
+        short = f"a textured {bg.name} background"
+        long = f"The backdrop is {bg.name} with {pattern}, subtle enough to stay in the background."
+    else:
+        short = f"a plain {bg.name} background"
+        long = _pick(
+            rng,
+            (
+                f"The background is a plain, uniform {bg.name}.",
+                f"Behind the shapes is a flat {bg.name} backdrop.",
+            ),
+        )
+    return short, long
+
+
+def _np(obj: SceneObject, rng: np.random.Generator) -> str:
+    head = f"{_pick(rng, SIZE_WORDS[obj.size])} {obj.color} {_pick(rng, SHAPE_WORDS[obj.shape])}"
+    return f"{article(head)} {head}"
+
+
+def _relation(i: int, rel: str, j: int, refs: list[str], rng: np.random.Generator, flip: bool = True) -> str:
+    if flip and rel != "next to" and rng.random() < 0.5:
+        i, j, rel = j, i, INVERSE[rel]  # state it from the other side
+    words = _pick(rng, REL_WORDS[rel]) if flip else REL_WORDS[rel][0]
+    text = f"{refs[i]} is {words} {refs[j]}."
+    return text[0].upper() + text[1:]
+
+
+def dense_caption(scene: Scene, seed: int | None = None, keep: Sequence[Relation] = ()) -> str:
+    """A paragraph naming every object's colour, shape, size and place, the counts, the relations and
+    the background. Deterministic for a scene (and `seed`, which picks other phrasings). Relations in
+    `keep` are always stated, in their own direction (the reasoner keeps the prompt's relation)."""
+    rng = np.random.default_rng([scene.seed if seed is None else seed, 4])
+    objs = scene.objects
+    bg_short, bg_long = _background(scene.background, rng)
+    sentences = [_pick(rng, OPENERS).format(summary=_summary(objs), bg=bg_short)]
+    total, detail, be = _totals(objs)
+    sentences.append(_pick(rng, TOTALS).format(total=total, detail=detail, be=be))
+    for obj in sorted(objs, key=lambda o: (round(o.y * 3), o.x)):  # reading order
+        r, c = region(obj)
+        where = _pick(rng, REGIONS[(r, c)])
+        np_ = _np(obj, rng)
+        text = _pick(rng, PLACEMENTS).format(
+            region=where, Region=where[0].upper() + where[1:], np=np_, NP=np_[0].upper() + np_[1:]
+        )
+        sentences.append(text)
+        if len(objs) <= 2:
+            frac = next(name for limit, name in FRACTIONS if 2 * obj.radius <= limit)
+            sentences.append(_pick(rng, EXTENTS).format(frac=frac))
+    refs = _refs(objs)
+    sentences += [_relation(r.subject, r.relation, r.object, refs, rng, flip=False) for r in keep]
+    kept = {(r.subject, r.object) for r in keep} | {(r.object, r.subject) for r in keep}
+    rels = [r for r in scene.relations if (r.subject, r.object) not in kept]
+    order = rng.permutation(len(rels))[: max(4 - len(keep), 0)] if rels else []
+    sentences += [
+        _relation(rels[k].subject, rels[k].relation, rels[k].object, refs, rng) for k in sorted(order)
+    ]
+    sentences += [bg_long, _pick(rng, STYLES), _pick(rng, EMPTY)]
+    return " ".join(sentences)
+
+
+def salient(scene: Scene) -> SceneObject:
+    """The largest object (the first one on ties)."""
+    return max(scene.objects, key=lambda o: o.radius)
+
+
+def brief_caption(scene: Scene, seed: int | None = None) -> str:
+    """Web alt-text naming one salient object: 'a photo of a red circle'."""
+    rng = np.random.default_rng([scene.seed if seed is None else seed, 5])
+    o = salient(scene)
+    head = f"{o.color} {o.shape}"
+    options = (
+        f"a photo of {article(head)} {head}",
+        f"{article(head)} {head}",
+        f"an image of {article(head)} {head}",
+        f"{head} on a {scene.background.name} background",
+        f"a picture of {article(head)} {head}",
+    )
+    return _pick(rng, options)

@@ -1,0 +1,38 @@
+"""The nano reasoner: rewrites a short GenEval-style prompt into the world's dense caption style.
+
+It mirrors the paper's reasoner (an LLM that expands short prompts into dense captions before the
+text encoder) with rules: parse the prompt into GenEval metadata, draw a scene that satisfies it
+(filling in unspecified colours, sizes, positions and the background, as the reasoner invents
+details), and describe that scene densely, stating the prompt's relation in the prompt's direction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+
+from lens.world.captions import dense_caption
+from lens.world.geneval import parse_prompt
+from lens.world.sampler import scene_for_metadata
+from lens.world.scene import Relation, Scene
+
+
+def reason(prompt: str, seed: int | None = None) -> tuple[str, Scene]:
+    """(dense caption, the scene it describes) for a short prompt; deterministic by prompt and seed."""
+    metadata = parse_prompt(prompt)
+    if seed is None:
+        seed = zlib.crc32(metadata["prompt"].encode())
+    scene = scene_for_metadata(metadata, seed)
+    # scene_for_metadata lays out the include groups in order: index of each group's first object
+    starts = [0, *itertools.accumulate(int(r["count"]) for r in metadata["include"])]
+    keep = [
+        Relation(starts[k], req["position"][0], starts[req["position"][1]])
+        for k, req in enumerate(metadata["include"])
+        if "position" in req
+    ]
+    return dense_caption(scene, keep=keep), scene
+
+
+def rewrite_prompt(prompt: str, seed: int | None = None) -> str:
+    """'a photo of two red circles' -> a dense caption of a scene with exactly two red circles."""
+    return reason(prompt, seed)[0]

@@ -1,0 +1,110 @@
+"""WebDataset shards of the world: `png` image, `caption.txt` (dense), `brief.txt` and `json` (scene graph).
+
+Sample i of a run with seed s draws its scene from seed `sample_seed(s, i)`, so any sample can be
+re-made on its own, and two runs with the same arguments write identical shards.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from PIL import Image
+
+from lens.errors import LensError
+from lens.resolution import validate_size
+from lens.world.captions import brief_caption, dense_caption
+from lens.world.render import render_scene
+from lens.world.sampler import sample_scene
+from lens.world.scene import Scene
+
+SHARD_PATTERN = "world-%06d.tar"
+
+
+@dataclass
+class WorldSample:
+    key: str
+    image: Image.Image
+    caption: str  # dense
+    brief: str
+    scene: Scene
+
+
+def sample_seed(seed: int, index: int) -> int:
+    return (int(seed) << 32) + int(index)
+
+
+def make_sample(seed: int, index: int, height: int, width: int, geneval_fraction: float = 0.5) -> WorldSample:
+    """Sample `index` of the run with `seed`: scene, image and both captions."""
+    scene = sample_scene(sample_seed(seed, index), geneval_fraction=geneval_fraction)
+    return WorldSample(
+        key=f"{index:08d}",
+        image=render_scene(scene, height, width),
+        caption=dense_caption(scene),
+        brief=brief_caption(scene),
+        scene=scene,
+    )
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_shards(
+    out_dir: str,
+    n: int,
+    height: int = 64,
+    width: int = 64,
+    seed: int = 0,
+    shard_size: int = 1000,
+    geneval_fraction: float = 0.5,
+) -> list[str]:
+    """Write n samples to out_dir/world-000000.tar, ...; returns the shard paths."""
+    import webdataset as wds
+
+    validate_size(height, width)
+    if n < 1 or shard_size < 1:
+        raise LensError(f"--n ({n}) and --shard-size ({shard_size}) must be positive")
+    if not 0.0 <= geneval_fraction <= 1.0:
+        raise LensError(f"geneval_fraction must be in 0..1, got {geneval_fraction}")
+    os.makedirs(out_dir, exist_ok=True)
+    if glob.glob(os.path.join(out_dir, "world-*.tar")):
+        raise LensError(f"{out_dir} already holds world shards; pick an empty folder or delete them first")
+    with wds.ShardWriter(os.path.join(out_dir, SHARD_PATTERN), maxcount=shard_size, verbose=0) as sink:
+        for i in range(n):
+            s = make_sample(seed, i, height, width, geneval_fraction)
+            sink.write(
+                {
+                    "__key__": s.key,
+                    "png": _png(s.image),
+                    "caption.txt": s.caption.encode(),
+                    "brief.txt": s.brief.encode(),
+                    "json": s.scene.to_json().encode(),
+                }
+            )
+    return sorted(glob.glob(os.path.join(out_dir, "world-*.tar")))
+
+
+def read_shards(path: str) -> Iterator[WorldSample]:
+    """Samples back from a folder of shards, one .tar, or a brace pattern ('world-{000000..000003}.tar')."""
+    import webdataset as wds
+
+    urls = sorted(glob.glob(os.path.join(path, "world-*.tar"))) if os.path.isdir(path) else path
+    if not urls:
+        raise LensError(
+            f"no world-*.tar shards in {path}; write some with `lens world generate --out {path}`"
+        )
+    for d in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode("pil"):
+        yield WorldSample(
+            key=d["__key__"],
+            image=d["png"].convert("RGB"),
+            caption=d["caption.txt"],
+            brief=d["brief.txt"],
+            scene=Scene.from_dict(d["json"] if isinstance(d["json"], dict) else json.loads(d["json"])),
+        )

@@ -1,0 +1,62 @@
+"""The Nano-Eval prompt suite: GenEval's tags, metadata format and phrasing."""
+
+import json
+
+import pytest
+
+from lens.errors import LensError
+from lens.eval import nano_prompts, read_prompts, write_prompts
+from lens.world import SHAPES, TAGS
+
+
+def test_suite_covers_six_tags_deterministically():
+    prompts = nano_prompts()
+    assert prompts == nano_prompts() and prompts != nano_prompts(seed=1)
+    by_tag = {t: [p for p in prompts if p["tag"] == t] for t in TAGS}
+    assert {t: len(v) for t, v in by_tag.items()} == {
+        "single_object": 8, "two_object": 28, "counting": 24, "colors": 32, "position": 32, "color_attr": 32,
+    }  # fmt: skip
+    assert len({p["prompt"] for p in prompts}) == len(prompts)
+    assert {p["include"][0]["class"] for p in by_tag["single_object"]} == set(SHAPES)
+    assert {p["include"][0]["count"] for p in by_tag["counting"]} == {2, 3, 4}
+
+
+def test_metadata_follows_geneval_format_and_phrasing():
+    prompts = {p["prompt"]: p for p in nano_prompts()}
+    assert prompts["a photo of a circle"] == {
+        "tag": "single_object",
+        "include": [{"class": "circle", "count": 1}],
+        "prompt": "a photo of a circle",
+    }
+    assert prompts["a photo of three stars"] == {
+        "tag": "counting",
+        "include": [{"class": "star", "count": 3}],
+        "exclude": [{"class": "star", "count": 4}],
+        "prompt": "a photo of three stars",
+    }
+    for p in nano_prompts():
+        assert list(p)[0] == "tag" and list(p)[-1] == "prompt" and p["prompt"].startswith("a photo of ")
+        if p["tag"] == "position":  # GenEval lists the target first, the mover second
+            target, mover = p["include"]
+            assert mover["position"][1] == 0 and "position" not in target
+            assert p["prompt"] == f"a photo of {_np(mover)} {mover['position'][0]} {_np(target)}"
+        if p["tag"] in ("colors", "color_attr"):
+            assert all("color" in r for r in p["include"])
+            assert all(f"{r['color']} {r['class']}" in p["prompt"] for r in p["include"])
+
+
+def _np(req):
+    return ("an " if req["class"][0] in "aeiou" else "a ") + req["class"]
+
+
+def test_write_read_round_trip_and_errors(tmp_path):
+    path = tmp_path / "p.jsonl"
+    write_prompts(str(path), nano_prompts())
+    assert read_prompts(str(path)) == nano_prompts()
+    assert len(path.read_text().splitlines()) == 156
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"tag": "vibes", "include": []}) + "\n")
+    with pytest.raises(LensError, match="GenEval metadata"):
+        read_prompts(str(bad))
+    with pytest.raises(LensError, match="nano-prompts"):
+        read_prompts(str(tmp_path / "missing.jsonl"))
