@@ -1,0 +1,1 @@
+"""Dense recaptioning through any OpenAI-compatible chat API: prompts, validation, retries, ledger."""
