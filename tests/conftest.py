@@ -3,11 +3,12 @@ import os
 import pytest
 import torch
 
+from lens.testing import tiny_denoiser_config
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-from lens.testing import tiny_denoiser_config
 
 TINY_DENOISER = tiny_denoiser_config(enc_hidden_dim=24)
 
