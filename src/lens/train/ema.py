@@ -1,0 +1,40 @@
+"""Exponential moving average of the denoiser weights: ema <- decay * ema + (1 - decay) * weights.
+
+Shadows have the same type and sharding as the parameters (DTensor shards under FSDP), so they are
+saved and resharded by DCP like the model, and the update touches only the local shards.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lens.train.parallelize import clean_name
+
+
+def _local(t: Tensor) -> Tensor:
+    return t.to_local() if hasattr(t, "to_local") else t
+
+
+class EMA:
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.names, self.params = [], []
+        for name, p in model.named_parameters():
+            self.names.append(clean_name(name))
+            self.params.append(p)
+        self.shadow = [p.detach().clone().float() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(
+            [_local(s) for s in self.shadow], [_local(p).float() for p in self.params], 1.0 - self.decay
+        )
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return dict(zip(self.names, self.shadow))
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        for name, s in zip(self.names, self.shadow):
+            _local(s).copy_(_local(state[name]))

@@ -1,0 +1,150 @@
+"""Weights in and out of training: build or init the denoiser, and export a run as a pipeline folder.
+
+- `build_model`: a fresh `LensTransformer2DModel` from `ModelConfig`, or the weights of a released or
+  exported pipeline folder (`model.init_from`) for fine-tuning, checked against the configured shape.
+- `export_run`: RUN_DIR (its config.json and latest DCP checkpoint; EMA weights when present) ->
+  a diffusers pipeline folder that `LensPipeline.from_pretrained` and `lens generate --model` load.
+  The frozen components come from `encoders.source`: a local pipeline folder is copied, a hub id is
+  read from the local cache, `tiny` encoders are rebuilt from their seed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from lens.errors import LensError
+from lens.model.transformer import LensTransformer2DModel
+from lens.train.checkpoint import checkpoint_keys, latest_checkpoint, list_checkpoints, load_dcp
+
+
+def _transformer_folder(path: Path) -> Path:
+    if (path / "transformer" / "config.json").is_file():
+        return path / "transformer"
+    if (path / "config.json").is_file():
+        return path
+    raise LensError(
+        f"model.init_from={path} holds neither transformer/config.json nor config.json; pass a pipeline folder"
+    )
+
+
+def build_model(model_cfg, seed: int = 0) -> LensTransformer2DModel:
+    """Fresh (seeded) or `init_from` weights; float32 master weights in train mode."""
+    if not model_cfg.init_from:
+        torch.manual_seed(seed)
+        return LensTransformer2DModel(**model_cfg.model_kwargs()).float().train()
+    folder = _transformer_folder(Path(model_cfg.init_from))
+    model = LensTransformer2DModel.from_pretrained(str(folder), torch_dtype=torch.float32)
+    wanted = model_cfg.model_kwargs()
+    found = {k: model.config.get(k) for k in wanted}
+    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    diff = [
+        f"{k}: config {norm(wanted[k])} vs weights {norm(found[k])}"
+        for k in wanted
+        if norm(wanted[k]) != norm(found[k])
+    ]
+    if diff:
+        raise LensError(
+            f"model.init_from={folder} does not match the model config ({'; '.join(diff)}); set the model.* fields to match"
+        )
+    return model.train()
+
+
+def load_run(run_dir: str | Path, weights: str = "auto", step: int | None = None):
+    """(config, model with checkpoint weights, step, 'ema'|'model') from a run directory."""
+    from lens.train.config import load_config
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise LensError(
+            f"{run_dir} is not a run directory (no config.json); pass the --run-dir of `lens train`"
+        )
+    cfg = load_config(str(run_dir / "config.json"))
+    path = latest_checkpoint(run_dir) if step is None else dict(list_checkpoints(run_dir)).get(step)
+    if path is None:
+        have = [s for s, _ in list_checkpoints(run_dir)]
+        raise LensError(
+            f"{run_dir} has no checkpoint{'' if step is None else f' for step {step}'} (have: {have or 'none'})"
+        )
+    keys = checkpoint_keys(path)
+    has_ema = any(k.startswith("ema.") for k in keys)
+    if weights == "ema" and not has_ema:
+        raise LensError(f"{path} has no EMA weights (optim.ema_decay was 0); use --weights model")
+    prefix = "ema" if weights == "ema" or (weights == "auto" and has_ema) else "model"
+    model = LensTransformer2DModel(**cfg.model.model_kwargs()).float()
+    state = {prefix: model.state_dict()}
+    load_dcp(state, path)
+    model.load_state_dict(state[prefix])
+    return cfg, model.eval(), int(path.name.split("_")[1]), prefix
+
+
+def _frozen_folder(source: str) -> Path:
+    if Path(source).is_dir():
+        return Path(source)
+    from huggingface_hub import snapshot_download
+
+    try:
+        patterns = ["model_index.json", "scheduler/*", "vae/*", "text_encoder/*", "tokenizer/*"]
+        return Path(snapshot_download(source, allow_patterns=patterns))
+    except Exception as err:
+        raise LensError(
+            f"encoders.source={source!r} is neither a folder nor a cached hub repo ({err})"
+        ) from None
+
+
+def export_run(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    weights: str = "auto",
+    step: int | None = None,
+    dtype: str = "auto",
+) -> Path:
+    """Write a pipeline folder; returns it."""
+    cfg, model, step, used = load_run(run_dir, weights, step)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise LensError(f"{out} exists and is not empty; choose a new output folder")
+    if dtype == "auto":
+        dtype = "bfloat16" if cfg.train.precision == "bf16" else "float32"
+    if dtype != "float32":
+        from diffusers.utils import logging as diffusers_logging
+
+        level = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()  # casting a whole model on purpose; no per-module advice
+        model = model.to(getattr(torch, dtype))
+        diffusers_logging.set_verbosity(level)
+    h, w = (int(v) for v in cfg.log.sample_size.split("x"))
+    if cfg.encoders.source == "tiny":
+        from lens.pipeline import LensPipeline
+        from lens.sampling.schedule import make_scheduler
+        from lens.train.encoders import build_text, build_vae
+
+        vae = build_vae("tiny", torch.float32)
+        lm, tok = build_text("tiny", cfg.model, torch.float32)
+        pipe = LensPipeline(
+            make_scheduler(), vae, lm, tok, model, default_height=h, default_width=w,
+            default_steps=cfg.log.sample_steps, default_guidance_scale=cfg.log.sample_guidance,
+        )  # fmt: skip
+        pipe.save_pretrained(str(out), safe_serialization=True)
+    else:
+        src = _frozen_folder(cfg.encoders.source)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("scheduler", "vae", "text_encoder", "tokenizer"):
+            if (src / name).is_dir():
+                shutil.copytree(src / name, out / name)
+        index = json.loads((src / "model_index.json").read_text())
+        index.update(default_height=h, default_width=w)
+        (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+        model.save_pretrained(str(out / "transformer"), safe_serialization=True)
+    info = {
+        "run_dir": str(Path(run_dir).resolve()),
+        "step": step,
+        "weights": used,
+        "preset": cfg.preset,
+        "dtype": dtype,
+    }
+    (out / "lens_training.json").write_text(json.dumps(info, indent=2) + "\n")
+    return out

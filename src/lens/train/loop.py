@@ -1,0 +1,328 @@
+"""The training loop: build everything from a `Config`, then step, log, evaluate, sample and checkpoint.
+
+One optimiser step = `optim.grad_accum` micro-batches (each one bucket batch or one pack per rank),
+flow-matching loss, backward, gradient clipping, AdamW, optional EMA. A step whose loss or gradient
+norm is not finite (on any rank: the checks use globally reduced values) is skipped and counted;
+`train.max_nonfinite` skipped steps in a row stop the run with a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lens.errors import LensError
+from lens.model.flops import train_step_flops
+from lens.train import previews
+from lens.train.batches import encode_microbatch
+from lens.train.buckets import default_pack_tokens, parse_buckets
+from lens.train.checkpoint import Checkpointer, latest_checkpoint, rng_state, set_rng_state
+from lens.train.config import Config
+from lens.train.distributed import all_reduce_sum, barrier, init_distributed, shutdown
+from lens.train.ema import EMA
+from lens.train.encoders import FrozenEncoders
+from lens.train.evals import build_hooks
+from lens.train.export import build_model
+from lens.train.loader import TrainLoader
+from lens.train.metrics import Metrics, timer
+from lens.train.objective import draw_noise, flow_matching_loss, step_generator
+from lens.train.parallelize import parallelize
+from lens.train.samples import FEATURES_EXT, expand_shards
+from lens.train.synthetic import ensure_synthetic
+
+log = logging.getLogger("lens.train")
+
+
+def setup_logging(run_dir: Path, is_main: bool) -> None:
+    for h in [h for h in log.handlers if getattr(h, "_lens", False)]:
+        log.removeHandler(h)
+        h.close()
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    handlers = [logging.StreamHandler(sys.stderr)]
+    handlers[0].setLevel(logging.INFO if is_main else logging.WARNING)
+    if is_main:
+        handlers.append(logging.FileHandler(run_dir / "train.log"))
+    for h in handlers:
+        h._lens = True
+        h.setFormatter(fmt)
+        log.addHandler(h)
+
+
+def detect_kind(paths: list[str]) -> str:
+    from lens.data.sample import IMAGE_EXTS
+    from lens.data.shards import iter_shard
+
+    for path in paths:
+        for raw in iter_shard(path):
+            if FEATURES_EXT in raw:
+                return "features"
+            if any(e in raw for e in IMAGE_EXTS):
+                return "images"
+    raise LensError(
+        f"none of the {len(paths)} shards holds a readable image or features sample (e.g. {paths[0]})"
+    )
+
+
+class Trainer:
+    def __init__(self, cfg: Config, resume: bool = False):
+        self.cfg = cfg
+        self.info = info = init_distributed(cfg.train, cfg.parallel)
+        self.run_dir = Path(cfg.run_dir or f"runs/{cfg.preset or 'run'}")
+        if latest_checkpoint(self.run_dir) is not None and not resume:
+            raise LensError(
+                f"{self.run_dir} already has checkpoints: pass --resume to continue it, or another --run-dir"
+            )
+        if info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.run_dir / "config.json")
+        barrier(info)
+        setup_logging(self.run_dir, info.is_main)
+        self._threads = torch.get_num_threads()
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        torch.manual_seed(cfg.train.seed)
+
+        # 1. data
+        spec = cfg.data.shards
+        if spec == "synthetic":
+            folder = self.run_dir / "data" / "synthetic"
+            if info.is_main:
+                ensure_synthetic(
+                    folder, cfg.data.synthetic_samples, cfg.data.synthetic_shards, cfg.train.seed
+                )
+            barrier(info)
+            spec = str(folder)
+        self.shard_paths = expand_shards(spec)
+        self.buckets = parse_buckets(cfg.data.buckets, cfg.data.batch_size)
+        self.kind = cfg.data.kind if cfg.data.kind != "auto" else detect_kind(self.shard_paths)
+        pack_tokens = cfg.data.pack_tokens or default_pack_tokens(self.buckets)
+        self.loader = TrainLoader(
+            self.shard_paths, self.buckets, cfg.data, seed=cfg.train.seed, rank=info.rank, world=info.world,
+            pack_tokens=pack_tokens, kind=self.kind,
+        )  # fmt: skip
+
+        # 2. frozen encoders (the LM only when captions arrive as text, or to encode fixed prompts)
+        self.encoders = FrozenEncoders(cfg, info.device, vae=True, text=self.kind == "images")
+
+        # 3. denoiser, AC / compile / FSDP, optimiser, EMA
+        self.model = build_model(cfg.model, cfg.train.seed)
+        self.model_config = self.model.config
+        self.model = parallelize(self.model, cfg.train, cfg.parallel, info)
+        o = cfg.optim
+        fused = info.device.type == "cuda" and info.mesh is None
+        self.optim = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=o.lr,
+            betas=tuple(o.betas),
+            eps=o.eps,
+            weight_decay=o.weight_decay,
+            fused=fused or None,
+        )
+        self.ema = EMA(self.model, o.ema_decay) if o.ema_decay > 0 else None
+
+        # 4. state: fresh or resumed
+        self.step, self.skipped, self.nonfinite_run = 0, 0, 0
+        self.ckpt = Checkpointer(self.run_dir, info, cfg.checkpoint.keep)
+        path = latest_checkpoint(self.run_dir) if resume else None
+        if path is not None:
+            extra = self.ckpt.load(path, self.model, self.optim, self.ema)
+            self.step, self.skipped = int(extra["step"]), int(extra.get("skipped", 0))
+            ranks = extra["ranks"]
+            self.loader.load_state_dict([r["loader"] for r in ranks])
+            if len(ranks) == info.world:
+                set_rng_state(ranks[info.rank]["rng"])
+        elif resume:
+            log.info("no checkpoint in %s: starting from step 0", self.run_dir)
+        self.metrics = Metrics(self.run_dir, cfg.log, info, cfg.train.steps, self.step)
+        self.hooks = build_hooks(self, cfg.log.evals) if cfg.log.eval_every > 0 else []
+        self._prompt_features = None
+        n_params = sum(p.numel() for p in self.model.parameters())  # a DTensor shard reports its global size
+        log.info(
+            "run %s | %s shards (%s) | %d buckets%s | %.1fM parameters | %d process(es) on %s",
+            self.run_dir, len(self.shard_paths), self.kind, len(self.buckets),
+            " (packed)" if cfg.data.packing else "", n_params / 1e6, info.world, info.device,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ helpers
+    def autocast(self):
+        enabled = self.cfg.train.precision == "bf16"
+        return torch.autocast(self.info.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def lr_at(self, step: int) -> float:
+        o = self.cfg.optim
+        return o.lr * min(1.0, (step + 1) / o.warmup_steps) if o.warmup_steps > 0 else o.lr
+
+    def prompt_features(self, prompts) -> list[torch.Tensor]:
+        self.encoders.load_text()
+        feats = self.encoders.encode_text(list(prompts))
+        if self.kind == "features" and "nano-eval" not in self.cfg.log.evals:
+            self.encoders.drop_text()  # only the fixed prompts needed it
+        return feats
+
+    def generate_images(self, prompts: list[str], seed: int = 0, size: str | None = None):
+        """Sample with the training model (all ranks); returns (P, 3, H, W) in [0, 1]."""
+        lg = self.cfg.log
+        h, w = previews.parse_size(size or lg.sample_size)
+        texts = self.prompt_features(prompts)
+        dtype = torch.bfloat16 if self.cfg.train.precision == "bf16" else None
+        latents = previews.sample_latents(
+            self.model,
+            texts,
+            (h // 16, w // 16),
+            lg.sample_steps,
+            lg.sample_guidance,
+            seed,
+            self.info.device,
+            dtype,
+        )
+        return self.encoders.decode_latents(latents)
+
+    def preview(self) -> None:
+        lg = self.cfg.log
+        if not lg.sample_prompts:
+            return
+        if self._prompt_features is None:
+            self._prompt_features = self.prompt_features(lg.sample_prompts)
+        h, w = previews.parse_size(lg.sample_size)
+        dtype = torch.bfloat16 if self.cfg.train.precision == "bf16" else None
+        latents = previews.sample_latents(
+            self.model, self._prompt_features, (h // 16, w // 16), lg.sample_steps, lg.sample_guidance,
+            lg.sample_seed, self.info.device, dtype,
+        )  # fmt: skip
+        images = self.encoders.decode_latents(latents)
+        if self.info.is_main:
+            path = previews.write_preview(self.run_dir, self.step, images)
+            grid = torch.from_numpy(np.array(previews.image_grid(images))).permute(2, 0, 1)  # (3, H, W)
+            self.metrics.image("samples", grid, self.step)
+            log.info("wrote %s", path)
+
+    def evaluate(self) -> dict:
+        values = {}
+        for hook in self.hooks:
+            values.update(hook(self))
+        if values:
+            self.metrics.scalars(self.step, values)
+            log.info("eval step %d | %s", self.step, " | ".join(f"{k} {v:.4f}" for k, v in values.items()))
+        return values
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> tuple[float, float, bool, list[float]]:
+        cfg, info = self.cfg, self.info
+        lr = self.lr_at(self.step)
+        for group in self.optim.param_groups:
+            group["lr"] = lr
+        accum = cfg.optim.grad_accum
+        counts = [0.0] * 5  # images, image tokens, text tokens, padding tokens, flops
+        loss_sum = 0.0
+        for micro in range(accum):
+            inputs = encode_microbatch(next(self.loader), self.encoders, info.device)
+            sigmas, noise = draw_noise(
+                cfg.objective, inputs, step_generator(cfg.train.seed, self.step, micro, info.rank)
+            )
+            with self.autocast():
+                loss = flow_matching_loss(self.model, inputs, sigmas, noise)
+            if self.step + 1 in cfg.fault.nonfinite_at:
+                loss = loss * float("nan")
+            (loss / accum).backward()
+            loss_sum += float(loss.detach())
+            counts[0] += inputs.n_samples
+            counts[1] += sum(inputs.image_tokens)
+            counts[2] += sum(inputs.text_lengths)
+            counts[3] += inputs.padding_tokens
+            counts[4] += sum(
+                train_step_flops(self.model_config, n, s)
+                for n, s in zip(inputs.image_tokens, inputs.text_lengths)
+            )
+        clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip, foreach=True)
+        norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+        loss_mean = all_reduce_sum([loss_sum / accum], info)[0] / info.world
+        ok = math.isfinite(loss_mean) and math.isfinite(norm)
+        if ok:
+            self.optim.step()
+            if self.ema is not None:
+                self.ema.update()
+            self.nonfinite_run = 0
+        else:
+            self.skipped += 1
+            self.nonfinite_run += 1
+            log.warning(
+                "step %d: non-finite loss (%s) or grad norm (%s); skipped", self.step + 1, loss_mean, norm
+            )
+        self.optim.zero_grad(set_to_none=True)
+        return loss_mean, norm, not ok, counts
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> dict:
+        cfg = self.cfg
+        losses: list[float] = []
+        evals: dict[int, dict] = {}
+        try:
+            if self.hooks:  # at step 0, or right after a resume (it must match the value logged before)
+                evals[self.step] = self.evaluate()
+            while self.step < cfg.train.steps:
+                t0 = timer()
+                loss, norm, skipped, counts = self.train_step()
+                self.step += 1
+                losses.append(loss)
+                self.metrics.record(
+                    self.step, loss, norm, self.lr_at(self.step - 1), skipped, counts, timer() - t0
+                )
+                if self.nonfinite_run >= cfg.train.max_nonfinite:
+                    raise LensError(
+                        f"{self.nonfinite_run} steps in a row had a non-finite loss or gradient (last: step {self.step}); "
+                        "lower optim.lr, raise warm-up, check the data, or resume from an earlier checkpoint"
+                    )
+                last = self.step == cfg.train.steps
+                if self.step % cfg.log.every == 0 or last:
+                    self.metrics.report(
+                        self.step, loss, norm, self.lr_at(self.step - 1), self.skipped, self.loader.stats
+                    )
+                if cfg.log.eval_every and (self.step % cfg.log.eval_every == 0 or last):
+                    evals[self.step] = self.evaluate()
+                if cfg.log.sample_every and (self.step % cfg.log.sample_every == 0 or last):
+                    self.preview()
+                if self.step % cfg.checkpoint.interval == 0 or last:
+                    self.save()
+                if self.step == cfg.fault.kill_at_step:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            self.close()
+        return {
+            "step": self.step,
+            "losses": losses,
+            "skipped": self.skipped,
+            "evals": evals,
+            "data": self.loader.stats,
+        }
+
+    def save(self) -> Path:
+        local = {"loader": self.loader.state_dict(), "rng": rng_state()}
+        state = {"skipped": self.skipped, "lr": self.lr_at(self.step - 1)}
+        kill = self.step == self.cfg.fault.kill_during_save
+        return self.ckpt.save(self.step, self.model, self.optim, self.ema, local, state, kill_midway=kill)
+
+    def close(self) -> None:
+        self.loader.close()
+        self.metrics.close()
+        shutdown(self.info)
+        torch.set_num_threads(self._threads)  # leave an embedding process (tests, notebooks) as it was
+        for h in [
+            h for h in log.handlers if getattr(h, "_lens", False) and isinstance(h, logging.FileHandler)
+        ]:
+            log.removeHandler(h)
+            h.close()
+
+
+def train(cfg: Config, resume: bool = False) -> dict:
+    """Build a Trainer and run it; returns a summary (final step, per-step losses, evals, data stats)."""
+    return Trainer(cfg, resume=resume).run()

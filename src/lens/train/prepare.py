@@ -1,0 +1,133 @@
+"""`lens prepare`: encode image shards once with the frozen VAE and text LM into feature shards (bf16).
+
+Each output sample holds `features.safetensors` (`latent` (128, h, w) at the sample's bucket size,
+`text_dense` and, when the sample has a brief caption, `text_brief` (S, L, D) valid-token LM
+features) and `json` (key, size, captions, source shard). `prepare.json` in the output folder
+records the encoder source, layers and buckets. Training reads these shards with the same loader
+(`data.kind=features`), skipping the encoders entirely. Caption dropout is applied at training time.
+
+Sharding the work: `--rank R --world W` processes input shards R, R+W, R+2W, ...; run W of them (on
+W GPUs or hosts) into the same output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from lens.data.sample import BRIEF_EXT
+from lens.data.shards import ShardWriter, iter_shard
+from lens.train.batches import to_pixels
+from lens.train.buckets import parse_buckets
+from lens.train.encoders import FrozenEncoders
+from lens.train.samples import FEATURES_EXT, BadSample, Sample, decode_sample, expand_shards
+
+log = logging.getLogger("lens.train")
+
+
+def _encode_chunk(chunk: list[tuple[Sample, str | None]], enc: FrozenEncoders) -> list[dict]:
+    """Encode a few samples: one VAE call per size, one LM call for all captions."""
+    from safetensors.torch import save as save_bytes
+
+    latents: dict[int, torch.Tensor] = {}
+    by_size: dict[tuple, list[int]] = {}
+    for i, (s, _) in enumerate(chunk):
+        by_size.setdefault(s.pixels.shape[:2], []).append(i)
+    for idx in by_size.values():
+        z = enc.encode_images(to_pixels([chunk[i][0] for i in idx]))  # (b, 128, h, w)
+        for j, i in enumerate(idx):
+            latents[i] = z[j]
+    captions = [s.caption for s, _ in chunk] + [b for _, b in chunk if b]
+    feats = enc.encode_text(captions)
+    dense, brief = feats[: len(chunk)], iter(feats[len(chunk) :])
+    out = []
+    for i, (s, b) in enumerate(chunk):
+        tensors = {
+            "latent": latents[i].to(torch.bfloat16).contiguous().cpu(),
+            "text_dense": dense[i].to(torch.bfloat16).cpu(),
+        }
+        if b:
+            tensors["text_brief"] = next(brief).to(torch.bfloat16).cpu()
+        meta = {
+            "key": s.key,
+            "height": s.bucket.height,
+            "width": s.bucket.width,
+            "caption": s.caption,
+            "brief": b,
+        }
+        out.append({"__key__": s.key, FEATURES_EXT: save_bytes(tensors), "json": json.dumps(meta).encode()})
+    return out
+
+
+def prepare_shards(
+    cfg,
+    source: str,
+    out_dir: str | Path,
+    *,
+    samples_per_shard: int = 1000,
+    rank: int = 0,
+    world: int = 1,
+    chunk: int = 16,
+) -> dict:
+    """Encode `source` shards (this rank's share) into `out_dir`; returns counts."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = expand_shards(source)[rank::world]
+    buckets = parse_buckets(cfg.data.buckets, cfg.data.batch_size)
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
+    enc = FrozenEncoders(cfg, device)
+    data_cfg = type(cfg.data)(**{**vars(cfg.data), "caption": "dense", "caption_dropout": 0.0})
+    counts = {"samples": 0, "bad_samples": 0, "bad_shards": 0, "shards_written": 0}
+    writer, pending = None, []
+
+    def flush():
+        nonlocal writer
+        for item in _encode_chunk(pending, enc):
+            if writer is None:
+                writer = ShardWriter(out / f"features-{rank:03d}-{counts['shards_written']:05d}.tar")
+            writer.write(item)
+            counts["samples"] += 1
+            if writer.count >= samples_per_shard:
+                writer.close()
+                writer = None
+                counts["shards_written"] += 1
+        pending.clear()
+
+    for shard, path in enumerate(tqdm(paths, desc=f"prepare rank {rank}", unit="shard")):
+        damage: list[str] = []
+        for raw in iter_shard(path, damage):
+            try:
+                sample = decode_sample(raw, shard, 0, buckets, data_cfg, cfg.train.seed)
+            except BadSample as err:
+                counts["bad_samples"] += 1
+                log.warning("skipped sample: %s", err)
+                continue
+            brief = raw.get(BRIEF_EXT, b"").decode("utf-8", errors="replace").strip() or None
+            pending.append((sample, brief))
+            if len(pending) >= chunk:
+                flush()
+        if damage:
+            counts["bad_shards"] += 1
+            log.warning("skipped damaged or missing shard: %s", damage[0])
+    if pending:
+        flush()
+    if writer is not None:
+        writer.close()
+        counts["shards_written"] += 1
+    manifest = {
+        "encoders": cfg.encoders.source,
+        "selected_layer_index": list(cfg.model.selected_layer_index),
+        "enc_hidden_dim": cfg.model.enc_hidden_dim,
+        "buckets": cfg.data.buckets,
+        "source": source,
+        f"rank{rank}": counts,
+    }
+    manifest_path = out / "prepare.json"
+    if manifest_path.exists():
+        manifest = {**json.loads(manifest_path.read_text()), **manifest}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return counts

@@ -1,0 +1,182 @@
+"""Named training presets: `lens train NAME`.
+
+- `debug`: a 2-block model, tiny random encoders and shapes-world data; seconds on one CPU (tests, CI).
+- `nano`: the laptop model (19M-parameter Lens-shaped denoiser, 64-wide random frozen LM features, small
+  images); point `encoders.source` at the Lens-Nano encoder folder and `data.shards` at world shards.
+- `lens-1.2b`: the paper's ablation size (32 blocks x 1024 wide, 1.22B parameters) on the stage-1 recipe.
+- `lens-stage1` / `lens-stage2`: the 4.1B recipe with the paper's numbers (REFERENCE 9).
+
+Per-GPU batch sizes are per bucket; the global batch is ranks x batch x grad_accum (the paper's 3072 at
+512^2 is 128 GPUs x 24). Values the paper does not state (weight decay, warm-up, EMA, caption drop rate,
+logit std) are marked "not stated" and set to common choices.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+from lens.errors import LensError
+from lens.train.config import (
+    CheckpointConfig,
+    Config,
+    DataConfig,
+    EncoderConfig,
+    FaultConfig,
+    LogConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    ParallelConfig,
+    TrainConfig,
+)
+
+DEBUG_PROMPTS = ("a red circle to the left of a blue square", "two yellow triangles")
+NANO_PROMPTS = (
+    "a red circle to the left of a blue square",
+    "two yellow triangles on a dark background",
+    "a green square above a purple circle",
+    "three small white circles in a row",
+)
+LENS_PROMPTS = (
+    "A red fox sitting in fresh snow at sunrise, soft golden light, shallow depth of field.",
+    "A wooden sign that reads 'OPEN DAILY' hanging on a blue door of a stone cottage.",
+    "Three ceramic mugs on a kitchen shelf, the left one green, the middle one white, the right one yellow.",
+    "An astronaut riding a horse across a desert under a purple sky.",
+)
+
+
+def debug() -> Config:
+    return Config(
+        preset="debug",
+        model=ModelConfig(
+            num_layers=2,
+            num_attention_heads=2,
+            attention_head_dim=16,
+            enc_hidden_dim=24,
+            axes_dims_rope=(4, 6, 6),
+            selected_layer_index=(0, 1),
+        ),
+        encoders=EncoderConfig(source="tiny", max_text_tokens=320),
+        data=DataConfig(
+            shards="synthetic",
+            buckets="64x64:4,48x80:4,80x48:4",
+            shuffle_buffer=16,
+            caption_dropout=0.1,
+            workers=2,
+            synthetic_samples=48,
+            synthetic_shards=4,
+        ),
+        objective=ObjectiveConfig(),
+        optim=OptimConfig(lr=2e-3, warmup_steps=2, grad_clip=1.0, ema_decay=0.9),
+        train=TrainConfig(steps=40, precision="fp32", activation_checkpointing=True, threads=1),
+        checkpoint=CheckpointConfig(interval=20, keep=2),
+        log=LogConfig(
+            every=5,
+            sample_every=40,
+            sample_prompts=DEBUG_PROMPTS,
+            sample_size="64x64",
+            sample_steps=4,
+            sample_guidance=3.0,
+            eval_every=20,
+            evals=("val-loss",),
+        ),
+        fault=FaultConfig(),
+    )
+
+
+def nano() -> Config:
+    return Config(
+        preset="nano",
+        model=ModelConfig(
+            num_layers=8,
+            num_attention_heads=4,
+            attention_head_dim=64,
+            enc_hidden_dim=64,
+            axes_dims_rope=(8, 28, 28),
+            selected_layer_index=(0, 1, 2, 3),
+        ),
+        encoders=EncoderConfig(source="tiny", max_text_tokens=256),
+        data=DataConfig(
+            shards="synthetic",
+            buckets="128x128:32,96x160:32,160x96:32",
+            shuffle_buffer=2000,
+            synthetic_samples=8192,
+            synthetic_shards=16,
+        ),
+        objective=ObjectiveConfig(),  # the token rule gives 1.0 below 256 tokens (REFERENCE 12)
+        optim=OptimConfig(lr=3e-4, warmup_steps=500, grad_clip=1.0, ema_decay=0.999),
+        train=TrainConfig(steps=20_000, precision="bf16", activation_checkpointing=False),
+        checkpoint=CheckpointConfig(interval=1000, keep=3),
+        log=LogConfig(
+            every=20,
+            sample_every=1000,
+            sample_prompts=NANO_PROMPTS,
+            sample_size="128x128",
+            sample_steps=20,
+            sample_guidance=3.0,
+            eval_every=2000,
+            evals=("val-loss", "nano-eval"),
+        ),
+    )
+
+
+def _lens_common(
+    preset: str, model: ModelConfig, data: DataConfig, lr: float, objective: ObjectiveConfig
+) -> Config:
+    return Config(
+        preset=preset,
+        model=model,
+        encoders=EncoderConfig(source="microsoft/Lens", dtype="bfloat16"),
+        data=data,
+        objective=objective,
+        # AdamW (0.9, 0.999), constant LR, clip 1.0 (REFERENCE 9); weight decay, warm-up, EMA: not stated
+        optim=OptimConfig(
+            lr=lr, betas=(0.9, 0.999), weight_decay=0.0, warmup_steps=0, grad_clip=1.0, ema_decay=0.0
+        ),
+        train=TrainConfig(steps=400_000, precision="bf16", activation_checkpointing=True, compile=True),
+        parallel=ParallelConfig(fsdp="auto"),
+        checkpoint=CheckpointConfig(interval=5000, keep=3),
+        log=LogConfig(
+            every=10,
+            sample_every=5000,
+            sample_prompts=LENS_PROMPTS,
+            sample_size="512x512",
+            eval_every=5000,
+            evals=("val-loss",),
+        ),
+    )
+
+
+def lens_1_2b() -> Config:
+    model = ModelConfig(num_layers=32, num_attention_heads=16, attention_head_dim=64)
+    data = DataConfig(shards="", buckets="512x512:24", shuffle_buffer=2000, caption="dense")
+    return _lens_common("lens-1.2b", model, data, 2e-4, ObjectiveConfig(logit_mean=1.06))
+
+
+def lens_stage1() -> Config:
+    # 512x512, 400K steps, global batch 3072 (128 GPUs x 24), LR 2e-4, logit-normal mean 1.06
+    data = DataConfig(shards="", buckets="512x512:24", shuffle_buffer=2000, caption="dense")
+    return _lens_common("lens-stage1", ModelConfig(), data, 2e-4, ObjectiveConfig(logit_mean=1.06))
+
+
+def lens_stage2() -> Config:
+    # 27 buckets (3 areas x 9 ratios) with per-GPU batch 24/10/6, LR 1e-4, mean 1.0 @256 -> 1.3 @4096 tokens.
+    # Start from stage 1: --set model.init_from=<exported stage-1 pipeline folder>
+    data = DataConfig(shards="", buckets="lens", shuffle_buffer=2000, caption="dense")
+    return _lens_common("lens-stage2", ModelConfig(), data, 1e-4, ObjectiveConfig(logit_mean=None))
+
+
+PRESETS: dict[str, Callable[[], Config]] = {
+    "debug": debug,
+    "nano": nano,
+    "lens-1.2b": lens_1_2b,
+    "lens-stage1": lens_stage1,
+    "lens-stage2": lens_stage2,
+}
+
+
+def get_preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise LensError(f"unknown preset {name!r}; presets are {', '.join(PRESETS)}")
+    return copy.deepcopy(PRESETS[name]())

@@ -1,0 +1,89 @@
+"""Periodic sample grids for fixed prompts and seeds, so runs can be compared by eye over time.
+
+The same Euler sampler as `LensPipeline` (shifted schedule, CFG with norm rescaling, zero-token
+unconditional branch), written against the training model directly: under FSDP every rank runs the
+denoiser (its forward is collective) and rank 0 writes RUN_DIR/samples/step_XXXXXXXX.png.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from lens.latents import from_tokens
+from lens.sampling.guidance import apply_cfg
+from lens.sampling.schedule import inference_sigmas
+
+
+@torch.no_grad()
+def sample_latents(
+    model,
+    texts: list[Tensor],
+    grid: tuple[int, int],
+    steps: int,
+    guidance: float,
+    seed: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """texts: (S_i, L, D) per prompt -> (P, 128, h, w) latents."""
+    h, w = grid
+    width = max(t.shape[0] for t in texts)
+    text = texts[0].new_zeros(len(texts), width, *texts[0].shape[1:])  # (P, S, L, D)
+    mask = torch.zeros(len(texts), width, dtype=torch.bool, device=text.device)
+    for i, t in enumerate(texts):
+        text[i, : t.shape[0]], mask[i, : t.shape[0]] = t, True
+    mask = None if bool(mask.all()) else mask
+    null = text[:, :0]  # (P, 0, L, D): zero text tokens
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(texts), h * w, 128, generator=gen).to(device)  # (P, N, 128)
+    sigmas = inference_sigmas(steps, h * w).to(device)
+    autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+
+    def velocity(feats: Tensor, m: Tensor | None, sigma: Tensor) -> Tensor:
+        with autocast:
+            out = model(x, feats, sigma.expand(len(texts)), image_grid=grid, encoder_attention_mask=m).sample
+        return out.float()
+
+    for i in range(steps):
+        v = velocity(text, mask, sigmas[i])
+        if guidance > 1.0:
+            v = apply_cfg(v, velocity(null, None, sigmas[i]), guidance)
+        x = x + (sigmas[i + 1] - sigmas[i]) * v
+    return from_tokens(x, h, w)
+
+
+def image_grid(images: Tensor, columns: int = 4) -> Image.Image:
+    """(P, 3, H, W) in [0, 1] -> one RGB grid image."""
+    p, _, h, w = images.shape
+    cols = min(columns, p)
+    rows = (p + cols - 1) // cols
+    canvas = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    arr = (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    for i in range(p):
+        r, c = divmod(i, cols)
+        canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = arr[i]
+    return Image.fromarray(canvas, "RGB")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    from lens.errors import LensError
+    from lens.resolution import validate_size
+
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise LensError(f"log.sample_size={text!r} is not HEIGHTxWIDTH, e.g. 512x512") from None
+    return validate_size(h, w)
+
+
+def write_preview(run_dir: str | Path, step: int, images: Tensor) -> Path:
+    out = Path(run_dir) / "samples"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"step_{step:08d}.png"
+    image_grid(images).save(path)
+    return path

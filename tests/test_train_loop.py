@@ -1,0 +1,110 @@
+"""The debug run end to end: it learns, fills its run directory, exports, and survives bad steps."""
+
+import json
+
+import pytest
+import torch
+
+from lens.cli import main
+from lens.errors import LensError
+from lens.train.config import load_config
+from lens.train.loop import train
+
+FAST = ["log.eval_every=0", "log.sample_every=0", "log.tensorboard=false"]
+
+
+@pytest.fixture(scope="module")
+def debug_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("debug") / "run"
+    assert main(["train", "debug", "--run-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+def _rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_debug_run_learns_and_fills_its_run_dir(debug_run):
+    rows = _rows(debug_run)
+    val = {r["step"]: r["eval/val_loss"] for r in rows if "eval/val_loss" in r}
+    assert sorted(val) == [0, 20, 40]
+    assert val[40] < 0.8 * val[0]  # fixed sigmas and noise: a real drop, not sigma luck
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses) == 40 and sum(losses[-10:]) < 0.85 * sum(losses[:10])
+    assert load_config(str(debug_run / "config.json")).preset == "debug"
+    assert sorted(p.name for p in (debug_run / "checkpoints").iterdir()) == ["step_00000020", "step_00000040"]
+    assert (debug_run / "samples" / "step_00000040.png").is_file()
+    assert list((debug_run / "tb").glob("events.out.tfevents.*"))
+    log = (debug_run / "train.log").read_text()
+    assert "img/s" in log and "tok/s" in log and "ETA" in log and "mem" in log
+
+
+def test_export_loads_as_a_pipeline_and_seeds_fine_tuning(debug_run, tmp_path):
+    from lens.pipeline import LensPipeline
+    from lens.train.export import build_model, load_run
+
+    out = tmp_path / "pipe"
+    assert main(["export", str(debug_run), str(out)]) == 0
+    info = json.loads((out / "lens_training.json").read_text())
+    assert info["step"] == 40 and info["weights"] == "ema"  # the debug preset keeps an EMA
+    pipe = LensPipeline.from_pretrained(str(out))
+    image = pipe(
+        "a red circle on the left", generator=torch.Generator().manual_seed(0), output_type="np"
+    ).images
+    assert image.shape == (1, 64, 64, 3)
+    _, ema_model, _, _ = load_run(debug_run, "ema")
+    _, raw_model, _, _ = load_run(debug_run, "model")
+    cfg = load_config("debug", [f"model.init_from={out}"])
+    start = build_model(cfg.model).state_dict()
+    assert all(torch.equal(v, ema_model.state_dict()[k]) for k, v in start.items())
+    assert not all(torch.equal(v, raw_model.state_dict()[k]) for k, v in start.items())
+    with pytest.raises(LensError, match="does not match the model config"):
+        build_model(load_config("debug", [f"model.init_from={out}", "model.num_layers=3"]).model)
+    assert main(["export", str(debug_run), str(out)]) == 2  # refuses to overwrite
+
+
+def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path):
+    cfg = load_config(
+        "debug", ["train.steps=5", "fault.nonfinite_at=2", "run_dir=" + str(tmp_path / "a"), *FAST]
+    )
+    summary = train(cfg)
+    assert summary["skipped"] == 1 and summary["step"] == 5
+    assert torch.isnan(torch.tensor(summary["losses"][1])) and all(
+        torch.isfinite(torch.tensor(summary["losses"][2:]))
+    )
+    over = [
+        "train.steps=8",
+        "fault.nonfinite_at=2,3,4",
+        "train.max_nonfinite=3",
+        "run_dir=" + str(tmp_path / "b"),
+    ]
+    with pytest.raises(LensError, match="3 steps in a row had a non-finite loss"):
+        train(load_config("debug", over + FAST))
+
+
+def test_cli_reports_bad_configs_in_one_line(tmp_path, capsys):
+    assert main(["train", "debug", "--set", "optim.lr=abc"]) == 2
+    assert "optim.lr expects a number" in capsys.readouterr().err
+    assert main(["train", "nope"]) == 2
+    cfg = load_config("debug", ["train.steps=1", "run_dir=" + str(tmp_path / "r"), *FAST])
+    train(cfg)
+    assert main(["train", "debug", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+
+
+def test_gradient_accumulation_consumes_micro_batches(tmp_path):
+    cfg = load_config("debug", ["train.steps=2", "optim.grad_accum=3", f"run_dir={tmp_path}", *FAST])
+    summary = train(cfg)
+    assert summary["data"]["batches"] == 6 and summary["step"] == 2
+
+
+def test_ema_is_a_moving_average_of_the_weights():
+    from lens.train.ema import EMA
+
+    layer = torch.nn.Linear(3, 2)
+    start = layer.weight.detach().clone()
+    ema = EMA(layer, decay=0.9)
+    with torch.no_grad():
+        layer.weight.add_(1.0)
+    ema.update()
+    assert torch.allclose(ema.state_dict()["weight"], start + 0.1)
