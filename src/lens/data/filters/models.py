@@ -19,7 +19,6 @@ _CACHE: dict[tuple, object] = {}
 def _load(kind: str, model_id: str, device: str):
     key = (kind, model_id, device)
     if key not in _CACHE:
-        import torch
         from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
         cls = AutoModelForImageClassification if kind == "classifier" else AutoModel
@@ -31,7 +30,7 @@ def _load(kind: str, model_id: str, device: str):
                 f"cannot load {kind} model {model_id!r} ({type(err).__name__}: {str(err)[:200]}); pass a "
                 "local folder or hub id of a transformers model with a preprocessor_config.json"
             ) from err
-        torch.set_grad_enabled(False)
+        model.requires_grad_(False)  # frozen; calls below run under inference_mode (never flip global state)
         log.info("loaded %s model %s on %s", kind, model_id, device)
         _CACHE[key] = (model, processor)
     return _CACHE[key]
@@ -60,7 +59,8 @@ class Classifier:
         import torch
 
         inputs = self.processor(images=images, return_tensors="pt").to(self.device)
-        logits = self.model(**inputs).logits.float()  # (B, num_labels)
+        with torch.inference_mode():
+            logits = self.model(**inputs).logits.float()  # (B, num_labels)
         p = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
         return p.cpu().numpy()
 
@@ -74,12 +74,15 @@ class Embedder:
         self.device = device
 
     def embed(self, images) -> np.ndarray:
+        import torch
+
         inputs = self.processor(images=images, return_tensors="pt").to(self.device)
         pixels = inputs["pixel_values"]
-        if hasattr(self.model, "get_image_features"):
-            out = self.model.get_image_features(pixel_values=pixels)
-        else:  # a vision tower alone, e.g. SiglipVisionModel or CLIPVisionModelWithProjection
-            out = self.model(pixel_values=pixels)
+        with torch.inference_mode():
+            if hasattr(self.model, "get_image_features"):
+                out = self.model.get_image_features(pixel_values=pixels)
+            else:  # a vision tower alone, e.g. SiglipVisionModel or CLIPVisionModelWithProjection
+                out = self.model(pixel_values=pixels)
         if not hasattr(out, "shape"):  # transformers >= 5 returns an output object
             out = next(v for v in (getattr(out, "image_embeds", None), out.pooler_output) if v is not None)
         e = out.float()  # (B, D)
