@@ -22,7 +22,7 @@ from lens.errors import LensError
 from lens.model.block import LensTransformerBlock
 from lens.model.layers import LensTimestepEmbedding, OutputNorm
 from lens.model.layout import Pack, SequenceLayout, batch_layout, pack_layout
-from lens.model.weights import check_compatible, refuse_pickle_file, safetensors_shapes, weight_files
+from lens.model.weights import check_compatible, safetensors_shapes, weight_files
 
 
 class LensTransformer2DModel(ModelMixin, ConfigMixin):
@@ -122,19 +122,17 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
         return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
     @classmethod
-    def from_single_file(
-        cls, path: str | os.PathLike, config: dict | None = None, torch_dtype=None, allow_pickle=False
-    ):
+    def from_single_file(cls, path: str | os.PathLike, config: dict | None = None, torch_dtype=None):
         """Load the single-file repack (e.g. `lens_bf16.safetensors`, diffusers key names)."""
         from safetensors.torch import load_file
 
         path = Path(path)
         if not path.is_file():
             raise LensError(f"{path} does not exist; pass the path of lens_bf16.safetensors")
-        refuse_pickle_file(path, allow_pickle)
-        if path.suffix != ".safetensors":
+        if path.suffix != ".safetensors":  # never unpickle: a .bin/.ckpt can run arbitrary code
             raise LensError(
-                f"{path}: single-file loading reads safetensors only; convert the checkpoint first"
+                f"{path}: single-file loading reads safetensors only (pickle checkpoints can run "
+                "arbitrary code); convert the checkpoint to safetensors first"
             )
         if config is None:  # a config.json beside the file, else the released 4.1B defaults
             config = cls.load_config(path.parent) if (path.parent / "config.json").exists() else {}

@@ -74,13 +74,3 @@ def weight_files(folder: Path, allow_pickle: bool = False) -> list[Path]:
     if not pickles:
         raise LensError(f"no weights found in {folder}; expected diffusion_pytorch_model.safetensors")
     return []
-
-
-def refuse_pickle_file(path: Path, allow_pickle: bool = False) -> None:
-    if path.suffix in PICKLE_SUFFIXES and not allow_pickle:
-        raise LensError(
-            f"{path} is a pickle checkpoint; loading it can run arbitrary code. Convert it to safetensors, "
-            "or pass allow_pickle=True if you trust the source."
-        )
-    if path.suffix != ".safetensors" and path.suffix not in PICKLE_SUFFIXES:
-        raise LensError(f"{path}: expected a .safetensors file")
