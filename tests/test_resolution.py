@@ -32,7 +32,10 @@ def test_the_paper_has_27_buckets_with_per_area_batches():
 
 def test_nearest_bucket_prefers_aspect_then_area():
     buckets = lens_buckets()
-    assert (nearest_bucket(3000, 1500, buckets).height, nearest_bucket(3000, 1500, buckets).width) == (1472, 736)
+    assert (nearest_bucket(3000, 1500, buckets).height, nearest_bucket(3000, 1500, buckets).width) == (
+        1472,
+        736,
+    )
     small = nearest_bucket(500, 500, buckets)
     assert (small.height, small.width) == (512, 512)
 

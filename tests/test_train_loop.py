@@ -108,3 +108,14 @@ def test_ema_is_a_moving_average_of_the_weights():
         layer.weight.add_(1.0)
     ema.update()
     assert torch.allclose(ema.state_dict()["weight"], start + 0.1)
+
+
+def test_a_wall_time_budget_stops_with_a_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = load_config("debug", [*FAST, "train.steps=40", "train.max_minutes=1e-9"])
+    cfg.run_dir = str(run_dir)
+    assert train(cfg)["step"] == 1  # the first step is past the budget: saved, stopped
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step_00000001"]
+    assert "train.max_minutes=1e-09 reached at step 1" in (run_dir / "train.log").read_text()
+    with pytest.raises(LensError, match="max_minutes"):
+        load_config("debug", ["train.max_minutes=-1"])

@@ -3,6 +3,8 @@
 `lens nano build-components OUT_DIR` trains the frozen components from nothing on the shapes world
 (tokenizer, GPT-OSS-architecture LM, FLUX.2-class VAE) and writes them as `tokenizer/`,
 `text_encoder/` and `vae/` plus `nano_components.json` (measurements and the denoiser settings).
+`lens nano build OUT_DIR` goes on from there: world shards, the denoiser, export and Nano-Eval
+(`lens.nano.recipe`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,39 @@ def register(sub) -> None:
     b.add_argument("--vae-steps", type=int, default=None, help="override the planned VAE steps")
     b.set_defaults(func=run_build)
 
+    r = nano.add_parser(
+        "build",
+        help="the whole nano model: components, world shards, denoiser, export, Nano-Eval",
+        description="Build Lens-Nano from nothing in resumable stages under OUT_DIR (see lens.nano.recipe). "
+        "The bundled model: lens nano build OUT --set ... then copy OUT/pipeline to src/lens/assets/lens-nano.",
+    )
+    r.add_argument("out_dir")
+    r.add_argument("--components", help="reuse this `lens nano build-components` folder")
+    r.add_argument("--component-minutes", type=float, default=20.0, help="budget of a components build")
+    r.add_argument("--samples", type=int, default=100_000, help="world samples to train on (default 100000)")
+    r.add_argument("--jobs", type=int, default=0, help="processes writing the world (default: all cores)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="training config override, as for lens train (repeatable)")  # fmt: skip
+    r.add_argument("--guidance", type=float, nargs="+", default=[1.5, 2.0, 3.0, 4.5], help="CFG sweep")
+    r.add_argument("--eval-samples", type=int, default=4, help="images per prompt in the sweep (default 4)")
+    r.add_argument("--no-eval", action="store_true", help="stop after the export")
+    r.set_defaults(func=run_recipe)
+
+    e = nano.add_parser(
+        "captions-experiment",
+        help="dense vs brief vs mixed captions at equal compute, Nano-Eval over steps",
+        description="Train one nano denoiser per caption policy (concurrent processes, same shards, steps and "
+        "seed) and print Nano-Eval over steps, with short prompts and with the reasoner's dense rewrites.",
+    )
+    e.add_argument("out_dir")
+    e.add_argument("--steps", type=int, default=2000)
+    e.add_argument("--eval-every", type=int, default=500)
+    e.add_argument("--policies", nargs="+", default=["dense", "brief", "mixed"])
+    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="training config override for every arm, e.g. data.shards=... (repeatable)")  # fmt: skip
+    e.add_argument("--plot", help="also draw the curves to this PNG (needs matplotlib)")
+    e.set_defaults(func=run_captions)
+
 
 def run_build(args: argparse.Namespace) -> int:
     import dataclasses
@@ -61,4 +96,41 @@ def run_build(args: argparse.Namespace) -> int:
         f"VAE PSNR 64px {manifest['vae']['psnr_64']} dB / 128px {manifest['vae']['psnr_128']} dB, "
         f"sizes {manifest['sizes_mb']} MB"
     )
+    return 0
+
+
+def run_recipe(args: argparse.Namespace) -> int:
+    import logging
+
+    from lens.eval.sweep import format_rows
+    from lens.nano.recipe import Recipe, build
+
+    if args.samples < 1 or args.eval_samples < 1:
+        raise LensError("--samples and --eval-samples must be at least 1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    recipe = Recipe(
+        components=args.components, component_minutes=args.component_minutes, samples=args.samples,
+        jobs=args.jobs, overrides=args.overrides, guidances=tuple(args.guidance),
+        eval_samples=args.eval_samples, evaluate=not args.no_eval,
+    )  # fmt: skip
+    result = build(args.out_dir, recipe)
+    if result["rows"]:
+        print(format_rows(result["rows"]))
+        print(f"default CFG set to {result['guidance']:g} (best with the reasoner)")
+    print(f"pipeline: {result['pipeline']} ({result['size_mb']:.1f} MB)")
+    return 0
+
+
+def run_captions(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from lens.nano.experiments import captions, format_table, plot
+
+    policies = tuple(args.policies)
+    rows = captions(args.out_dir, args.overrides, args.steps, args.eval_every, policies)
+    Path(args.out_dir, "captions.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(format_table(rows, policies))
+    if args.plot and not plot(rows, args.plot, policies):
+        print("matplotlib is not installed: no plot (pip install matplotlib)")
     return 0

@@ -14,8 +14,14 @@ def register(subparsers) -> None:
     g = sub.add_parser("generate", help="write WebDataset shards (png, caption.txt, brief.txt, json)")
     g.add_argument("--out", required=True, help="output folder for world-000000.tar, ...")
     g.add_argument("--n", type=int, required=True, help="number of samples")
-    g.add_argument("--size", default="64x64", help="HEIGHTxWIDTH, multiples of 16 (default 64x64)")
+    g.add_argument(
+        "--size",
+        default="64x64",
+        help="HEIGHTxWIDTH, multiples of 16 (default 64x64); a comma list is cycled per sample, "
+        "e.g. 128x128,128x128,96x160 for a 2:1 mix",
+    )
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--start", type=int, default=0, help="index of the first sample (split a set over jobs)")
     g.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     g.add_argument(
         "--geneval-fraction",
@@ -41,9 +47,13 @@ def _generate(args: argparse.Namespace) -> int:
     from lens.world.render import parse_size
     from lens.world.shards import write_shards
 
-    h, w = parse_size(args.size)
-    paths = write_shards(args.out, args.n, h, w, args.seed, args.shard_size, args.geneval_fraction)
-    print(f"wrote {args.n} samples at {h}x{w} to {len(paths)} shard(s) in {args.out}")
+    sizes = [parse_size(s) for s in args.size.split(",")]
+    paths = write_shards(
+        args.out, args.n, seed=args.seed, shard_size=args.shard_size,
+        geneval_fraction=args.geneval_fraction, sizes=sizes, start=args.start,
+    )  # fmt: skip
+    shown = ", ".join(sorted({f"{h}x{w}" for h, w in sizes}))
+    print(f"wrote {args.n} samples at {shown} to {len(paths)} shard(s) in {args.out}")
     return 0
 
 

@@ -7,7 +7,9 @@ with its own seed, in batches of at most `batch_size` texts.
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -49,12 +51,15 @@ def evaluate(
     batch_size: int = 32,
     rewrite: bool = False,
     out_dir: str | None = None,
+    workers: int = 0,
 ) -> dict[str, float]:
     """Score a generator on Nano-Eval (default: the 156-prompt suite, 4 images each).
 
     With `rewrite`, the generator gets the nano reasoner's dense caption of each prompt (as Lens
     uses its reasoner) instead of the short prompt. With `out_dir`, images and results.jsonl are
     also written in GenEval's layout, so `lens eval nano-score out_dir` reproduces the scores.
+    `workers` > 1 scores in that many processes (the analyser costs ~50 ms an image) while the
+    generator runs on.
     """
     prompts = list(nano_prompts() if prompts is None else prompts)
     if n_samples < 1 or batch_size < 1 or not prompts:
@@ -63,29 +68,47 @@ def evaluate(
     if out_dir:
         for i, md in enumerate(prompts):
             write_prompt_dir(out_dir, i, md)
-    results = []
-    for k in range(n_samples):
-        for start in range(0, len(prompts), batch_size):
-            chunk = texts[start : start + batch_size]
-            images = to_images(generate(chunk, seed + 1000 * k + start // batch_size))
-            if len(images) != len(chunk):
-                raise LensError(
-                    f"generate returned {len(images)} images for {len(chunk)} prompts; return one per prompt"
-                )
-            for i, image in enumerate(images, start):
-                correct, reason, _ = score_image(image, prompts[i])
-                name = sample_path(out_dir, i, k) if out_dir else f"{i:05d}/samples/{k:04d}.png"
-                if out_dir:
-                    image.save(name)
-                results.append(
-                    {
-                        "filename": name,
-                        "tag": prompts[i]["tag"],
-                        "prompt": prompts[i]["prompt"],
-                        "correct": correct,
-                        "reason": reason,
-                    }
-                )
+    pool: Executor | None = None
+    if workers > 1:  # forkserver: never fork a process that may hold CUDA or OpenMP state
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+    pending = []  # (prompt index, sample index, correctness future or result)
+    try:
+        for k in range(n_samples):
+            for start in range(0, len(prompts), batch_size):
+                chunk = texts[start : start + batch_size]
+                images = to_images(generate(chunk, seed + 1000 * k + start // batch_size))
+                if len(images) != len(chunk):
+                    raise LensError(
+                        f"generate returned {len(images)} images for {len(chunk)} prompts; return one per prompt"
+                    )
+                for i, image in enumerate(images, start):
+                    if out_dir:
+                        image.save(sample_path(out_dir, i, k))
+                    if pool is None:
+                        pending.append((i, k, _score(image, prompts[i])))
+                    else:
+                        pending.append((i, k, pool.submit(_score, image, prompts[i])))
+        results = []
+        for i, k, outcome in pending:
+            correct, reason = outcome if pool is None else outcome.result()
+            name = sample_path(out_dir, i, k) if out_dir else f"{i:05d}/samples/{k:04d}.png"
+            results.append(
+                {
+                    "filename": name,
+                    "tag": prompts[i]["tag"],
+                    "prompt": prompts[i]["prompt"],
+                    "correct": correct,
+                    "reason": reason,
+                }
+            )
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     if out_dir:
         write_results(f"{out_dir}/results.jsonl", results)
     return summarize(results)
+
+
+def _score(image: Image.Image, metadata: dict) -> tuple[bool, str]:
+    correct, reason, _ = score_image(image, metadata)
+    return correct, reason

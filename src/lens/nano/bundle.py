@@ -27,11 +27,18 @@ def folder_mb(path: str | Path) -> float:
     return round(sum(f.stat().st_size for f in files) / 2**20, 3)
 
 
-def frozen_folder(components: str | Path, out: str | Path, native_size: int = 128) -> Path:
-    """Copy the frozen components into `out` and add `scheduler/` and `model_index.json`."""
+def frozen_folder(components: str | Path, out: str | Path, native_size: int | None = None) -> Path:
+    """Copy the frozen components into `out` and add `scheduler/` and `model_index.json`.
+
+    The placeholder denoiser and the default size follow the components' manifest (`native_size`
+    overrides its size; without a manifest: the nano preset at 128x128).
+    """
+    import dataclasses
+
     import torch
 
     from lens.model.transformer import LensTransformer2DModel
+    from lens.nano.build import MANIFEST
     from lens.pipeline import LensPipeline
     from lens.sampling.schedule import make_scheduler
     from lens.train.encoders import build_text, build_vae
@@ -44,6 +51,15 @@ def frozen_folder(components: str | Path, out: str | Path, native_size: int = 12
     if dst.exists() and any(dst.iterdir()):
         raise LensError(f"{dst} exists and is not empty; choose a new folder")
     cfg = get_preset("nano").model
+    if (src / MANIFEST).is_file():  # the components' own text width and layers
+        settings = json.loads((src / MANIFEST).read_text())["denoiser_settings"]
+        cfg = dataclasses.replace(
+            cfg,
+            enc_hidden_dim=settings["enc_hidden_dim"],
+            selected_layer_index=tuple(settings["selected_layer_index"]),
+        )
+        native_size = native_size or settings["native_size"]
+    native_size = native_size or 128
     vae = build_vae(str(src), torch.float32)
     lm, tok = build_text(str(src), cfg, torch.float32)
     # A one-block placeholder denoiser, only so that the pipeline writes a complete model_index.json.

@@ -100,6 +100,7 @@ class TrainConfig:
     compile: bool = False  # per-block torch.compile
     max_nonfinite: int = 10  # stop after this many non-finite steps in a row
     threads: int = 0  # CPU threads (torch.set_num_threads); 0 = leave as is
+    max_minutes: float = 0.0  # wall-time budget: stop with a checkpoint at the first step past it; 0 = none
     device: str = "auto"  # auto | cpu | cuda
 
 
@@ -288,6 +289,7 @@ def validate(cfg: Config) -> Config:
             raise LensError(f"{key} must be one of {', '.join(choices)}")
     checks = [
         (cfg.train.steps >= 1, "train.steps must be >= 1"),
+        (cfg.train.max_minutes >= 0, "train.max_minutes must be >= 0 (0 = no wall-time limit)"),
         (cfg.optim.grad_accum >= 1, "optim.grad_accum must be >= 1"),
         (cfg.optim.lr > 0, "optim.lr must be > 0"),
         (0 <= cfg.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1)"),

@@ -4,8 +4,10 @@
   dense captions, no dropout) at fixed sigmas 0.1..0.9 with fixed noise. Unlike the training loss it
   does not jump with the random sigmas of a step, so it shows progress from the first hundred steps.
 - `nano-eval`: Nano-Eval (`lens.eval.nano_eval.evaluate`), one image per prompt of its suite, sampled
-  with the training model at `log.sample_size` / `sample_steps` / `sample_guidance`; logs the per-tag
-  and overall scores. The full 4-image protocol is `lens eval` on an exported pipeline.
+  with the training model at `log.sample_size` / `sample_steps` / `sample_guidance`, prompted twice:
+  with the short prompts (`eval/nano/*`) and with the nano reasoner's dense rewrites
+  (`eval/nano-reasoner/*`); logs the per-tag and overall scores. The full 4-image protocol is
+  `lens eval nano-run` on an exported pipeline.
 
 Under FSDP every rank runs the hooks (forwards are collective); rank 0 logs.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
+import os
 
 import torch
 
@@ -79,8 +82,14 @@ class NanoEval:
     def __call__(self, trainer) -> dict[str, float]:
         if self.module is None:
             return {}
-        scores = self.module.evaluate(trainer.generate_images, n_samples=1)
-        return {f"eval/nano/{k}": float(v) for k, v in scores.items()}
+        values = {}
+        workers = min(4, os.cpu_count() or 1)
+        for key, rewrite in (("nano", False), ("nano-reasoner", True)):
+            scores = self.module.evaluate(
+                trainer.generate_images, n_samples=1, rewrite=rewrite, workers=workers
+            )
+            values.update({f"eval/{key}/{k}": float(v) for k, v in scores.items()})
+        return values
 
 
 HOOKS = {"val-loss": ValLoss, "nano-eval": NanoEval}

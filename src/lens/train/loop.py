@@ -269,7 +269,9 @@ class Trainer:
         try:
             if self.hooks:  # at step 0, or right after a resume (it must match the value logged before)
                 evals[self.step] = self.evaluate()
-            while self.step < cfg.train.steps:
+            started = timer()
+            last = False
+            while not last and self.step < cfg.train.steps:
                 t0 = timer()
                 loss, norm, skipped, counts = self.train_step()
                 self.step += 1
@@ -282,7 +284,7 @@ class Trainer:
                         f"{self.nonfinite_run} steps in a row had a non-finite loss or gradient (last: step {self.step}); "
                         "lower optim.lr, raise warm-up, check the data, or resume from an earlier checkpoint"
                     )
-                last = self.step == cfg.train.steps
+                last = self.step == cfg.train.steps or self.out_of_time(started)
                 if self.step % cfg.log.every == 0 or last:
                     self.metrics.report(
                         self.step, loss, norm, self.lr_at(self.step - 1), self.skipped, self.loader.stats
@@ -304,6 +306,16 @@ class Trainer:
             "evals": evals,
             "data": self.loader.stats,
         }
+
+    def out_of_time(self, started: float) -> bool:
+        """Past `train.max_minutes` on any rank (all ranks must stop at the same step)."""
+        limit = self.cfg.train.max_minutes
+        if limit <= 0:
+            return False
+        over = all_reduce_sum([float(timer() - started > 60.0 * limit)], self.info)[0] > 0
+        if over:
+            log.info("train.max_minutes=%g reached at step %d: saving and stopping", limit, self.step)
+        return over
 
     def save(self) -> Path:
         local = {"loader": self.loader.state_dict(), "rng": rng_state()}

@@ -99,7 +99,8 @@ def nano() -> Config:
             axes_dims_rope=(8, 28, 28),
             selected_layer_index=(0, 1, 2, 3),
         ),
-        encoders=EncoderConfig(source="tiny", max_text_tokens=448),
+        # float32 encoders on GPU too: the bundled model runs them in float32 on CPU
+        encoders=EncoderConfig(source="tiny", max_text_tokens=448, dtype="float32"),
         data=DataConfig(
             shards="synthetic",
             buckets="128x128:16,96x160:16,160x96:16",

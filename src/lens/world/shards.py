@@ -10,7 +10,7 @@ import glob
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from PIL import Image
@@ -64,11 +64,23 @@ def write_shards(
     seed: int = 0,
     shard_size: int = 1000,
     geneval_fraction: float = 0.5,
+    *,
+    sizes: Sequence[tuple[int, int]] | None = None,
+    start: int = 0,
 ) -> list[str]:
-    """Write n samples to out_dir/world-000000.tar, ...; returns the shard paths."""
+    """Write samples start .. start+n-1 to out_dir/world-000000.tar, ...; returns the shard paths.
+
+    With `sizes`, sample i renders at sizes[i % len(sizes)] (a mixed-resolution set in every shard;
+    repeat a size to weight it). Splitting 0..N-1 into ranges with `start` gives the same samples as
+    one run, so a set can be written by several processes.
+    """
     import webdataset as wds
 
-    validate_size(height, width)
+    sizes = list(sizes) if sizes else [(height, width)]
+    for h, w in sizes:
+        validate_size(h, w)
+    if start < 0:
+        raise LensError(f"start must be >= 0, got {start}")
     if n < 1 or shard_size < 1:
         raise LensError(f"--n ({n}) and --shard-size ({shard_size}) must be positive")
     if not 0.0 <= geneval_fraction <= 1.0:
@@ -77,8 +89,9 @@ def write_shards(
     if glob.glob(os.path.join(out_dir, "world-*.tar")):
         raise LensError(f"{out_dir} already holds world shards; pick an empty folder or delete them first")
     with wds.ShardWriter(os.path.join(out_dir, SHARD_PATTERN), maxcount=shard_size, verbose=0) as sink:
-        for i in range(n):
-            s = make_sample(seed, i, height, width, geneval_fraction)
+        for i in range(start, start + n):
+            h, w = sizes[i % len(sizes)]
+            s = make_sample(seed, i, h, w, geneval_fraction)
             sink.write(
                 {
                     "__key__": s.key,

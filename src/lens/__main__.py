@@ -1,0 +1,5 @@
+import sys
+
+from lens.cli import main
+
+sys.exit(main())

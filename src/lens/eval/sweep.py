@@ -1,0 +1,94 @@
+"""Nano-Eval of a pipeline over settings: guidance scales x sizes x (short prompts | reasoner rewrites).
+
+`sweep(pipe, ...)` runs the full protocol (GenEval's 4 images per prompt by default) for every
+combination and returns one row per setting: the per-tag and overall scores plus the seconds it
+took. `format_rows` prints them as one table, the form docs/nano-experiments.md records.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from lens.eval.nano_eval import evaluate
+from lens.eval.rules import TAGS
+
+
+@dataclass(frozen=True)
+class Setting:
+    guidance: float
+    height: int
+    width: int
+    reasoner: bool
+
+    @property
+    def label(self) -> str:
+        prompts = "reasoner" if self.reasoner else "short"
+        return f"{prompts}, CFG {self.guidance:g}, {self.height}x{self.width}"
+
+
+def settings(
+    guidances: Sequence[float], sizes: Sequence[tuple[int, int]], reasoner: Sequence[bool]
+) -> list[Setting]:
+    return [Setting(g, h, w, r) for r, (h, w), g in itertools.product(reasoner, sizes, guidances)]
+
+
+def sweep(
+    pipe,
+    grid: Sequence[Setting],
+    steps: int = 20,
+    n_samples: int = 4,
+    seed: int = 0,
+    batch_size: int = 32,
+    workers: int = 0,
+    out_dir: str | None = None,
+    prompts: Sequence[dict] | None = None,
+) -> list[dict]:
+    """One row per setting: {"setting", "guidance", "size", "reasoner", <tag>: score, "overall", "seconds"}."""
+    rows = []
+    for s in grid:
+
+        def generate(texts, batch_seed, s=s):
+            gen = torch.Generator().manual_seed(batch_seed)  # CPU noise: same images on CPU and GPU
+            out = pipe(
+                texts,
+                height=s.height,
+                width=s.width,
+                num_inference_steps=steps,
+                guidance_scale=s.guidance,
+                generator=gen,
+                output_type="np",
+            )
+            return out.images
+
+        folder = f"{out_dir}/{s.label.replace(', ', '_').replace(' ', '')}" if out_dir else None
+        t0 = time.perf_counter()
+        scores = evaluate(
+            generate, prompts, n_samples=n_samples, seed=seed, batch_size=batch_size, rewrite=s.reasoner,
+            out_dir=folder, workers=workers,
+        )  # fmt: skip
+        rows.append(
+            {
+                "setting": s.label,
+                "guidance": s.guidance,
+                "size": f"{s.height}x{s.width}",
+                "reasoner": s.reasoner,
+                **scores,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    """A markdown table: one line per setting, one column per tag, then overall."""
+    head = ["setting", *TAGS, "overall", "s"]
+    lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    for r in rows:
+        cells = [r["setting"], *(f"{r.get(t, 0.0):.3f}" for t in TAGS), f"**{r['overall']:.3f}**"]
+        lines.append("| " + " | ".join(cells) + f" | {r['seconds']:.0f} |")
+    return "\n".join(lines)
