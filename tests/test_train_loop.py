@@ -106,8 +106,14 @@ def test_ema_is_a_moving_average_of_the_weights():
     ema = EMA(layer, decay=0.9)
     with torch.no_grad():
         layer.weight.add_(1.0)
-    ema.update()
+    ema.update(step=1000)  # past the warm-up: the configured decay
     assert torch.allclose(ema.state_dict()["weight"], start + 0.1)
+    # early on the decay warms up, (1 + step) / (10 + step), so the random start fades at once
+    assert ema.decay_at(0) == 0.1 and ema.decay_at(10) == 11 / 20 and ema.decay_at(10**6) == 0.9
+    with torch.no_grad():
+        layer.weight.add_(1.0)
+    ema.update(step=0)
+    assert torch.allclose(ema.state_dict()["weight"], 0.1 * (start + 0.1) + 0.9 * (start + 2.0))
 
 
 def test_a_wall_time_budget_stops_with_a_checkpoint(tmp_path):

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 
+from lens.cli.options import add_overrides
 from lens.errors import LensError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("nano", help="Lens-Nano: train the laptop model's frozen components")
+    p = sub.add_parser("nano", help="Lens-Nano: the laptop model, its components and experiments")
     nano = p.add_subparsers(dest="nano_command", required=True, metavar="NANO_COMMAND")
     b = nano.add_parser(
         "build-components",
@@ -50,8 +51,7 @@ def register(sub) -> None:
     r.add_argument("--component-minutes", type=float, default=20.0, help="budget of a components build")
     r.add_argument("--samples", type=int, default=100_000, help="world samples to train on (default 100000)")
     r.add_argument("--jobs", type=int, default=0, help="processes writing the world (default: all cores)")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="training config override, as for lens train (repeatable)")  # fmt: skip
+    add_overrides(r, "training config field, as for lens train")
     r.add_argument("--guidance", type=float, nargs="+", default=[1.5, 2.0, 3.0, 4.5], help="CFG sweep")
     r.add_argument("--eval-samples", type=int, default=4, help="images per prompt in the sweep (default 4)")
     r.add_argument("--no-eval", action="store_true", help="stop after the export")
@@ -67,8 +67,7 @@ def register(sub) -> None:
     e.add_argument("--steps", type=int, default=2000)
     e.add_argument("--eval-every", type=int, default=500)
     e.add_argument("--policies", nargs="+", default=["dense", "brief", "mixed"])
-    e.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="training config override for every arm, e.g. data.shards=... (repeatable)")  # fmt: skip
+    add_overrides(e, "training config field of every arm, e.g. data.shards=...")
     e.add_argument("--plot", help="also draw the curves to this PNG (needs matplotlib)")
     e.set_defaults(func=run_captions)
 

@@ -6,6 +6,8 @@ The config (a preset or file) gives the encoders, the model's text layers and th
 
 from __future__ import annotations
 
+from lens.cli.options import add_overrides
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("prepare", help="precompute VAE latents and LM features into shards (bf16)")
@@ -14,7 +16,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--config", default="debug", help="preset or config file naming encoders, layers and buckets"
     )
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_overrides(p, "training config field (encoders, model, data.buckets)")
     p.add_argument("--samples-per-shard", type=int, default=1000)
     p.add_argument(
         "--rank", type=int, default=0, help="this worker's index (input shards rank, rank+world, ...)"

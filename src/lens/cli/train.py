@@ -7,12 +7,13 @@ run's own config.json works). Launch several processes with torchrun, e.g.
 
 from __future__ import annotations
 
+from lens.cli.options import add_overrides
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train the denoiser (single process or torchrun + FSDP2)")
     p.add_argument("config", metavar="CONFIG", help="preset name or .json/.toml config file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set optim.lr=1e-4 (repeatable)")  # fmt: skip
+    add_overrides(p)
     p.add_argument("--run-dir", help="run directory (default: runs/<preset>)")
     p.add_argument(
         "--resume", action="store_true", help="continue from the latest checkpoint in the run directory"

@@ -250,7 +250,7 @@ class Trainer:
         if ok:
             self.optim.step()
             if self.ema is not None:
-                self.ema.update()
+                self.ema.update(self.step)
             self.nonfinite_run = 0
         else:
             self.skipped += 1
