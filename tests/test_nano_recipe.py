@@ -109,6 +109,8 @@ def test_build_runs_every_stage_and_resumes(tmp_path):
     assert (index["default_height"], index["default_steps"]) == (64, 20)  # the components' native size
     assert json.loads((tmp_path / "nano" / "pipeline" / "lens_training.json").read_text())["step"] == 2
     assert result["size_mb"] > 0 and not result["rows"]
+    prepared = json.loads((tmp_path / "nano" / "features" / "prepare.json").read_text())
+    assert prepared["rank0"]["samples"] + prepared["rank1"]["samples"] == 12  # no rank's update lost
     pipe = load_pipeline(result["pipeline"])
     pipe.set_progress_bar_config(disable=True)
     assert pipe("a photo of a red circle", num_inference_steps=2).images[0].size == (64, 64)

@@ -12,6 +12,7 @@ W GPUs or hosts) into the same output folder.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 from pathlib import Path
@@ -127,7 +128,9 @@ def prepare_shards(
         f"rank{rank}": counts,
     }
     manifest_path = out / "prepare.json"
-    if manifest_path.exists():
-        manifest = {**json.loads(manifest_path.read_text()), **manifest}
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    with open(out / ".prepare.lock", "w") as lock:  # ranks finish in any order: one update at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if manifest_path.exists():
+            manifest = {**json.loads(manifest_path.read_text()), **manifest}
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return counts
