@@ -19,3 +19,12 @@ def tiny_denoiser():
 
     torch.manual_seed(0)
     return LensTransformer2DModel(**TINY_DENOISER).eval()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small nano models train faster (and deterministically) on one thread; restored afterwards."""
+    from lens.nano.loop import torch_threads
+
+    with torch_threads(1):
+        yield

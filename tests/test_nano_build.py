@@ -10,15 +10,11 @@ import torch
 from lens.cli import main
 from lens.errors import LensError
 from lens.nano.build import MANIFEST, build_components, plan_for_budget, small_plan
-from lens.nano.loop import torch_threads
 
 QUIET = lambda message: None  # noqa: E731
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

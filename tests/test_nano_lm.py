@@ -8,7 +8,6 @@ import torch
 from lens.errors import LensError
 from lens.nano.corpus import lm_text, tokenizer_corpus
 from lens.nano.lm import IGNORE, LMSpec, held_out_loss, lm_batch, nano_lm, train_lm
-from lens.nano.loop import torch_threads
 from lens.nano.tokenizer import train_tokenizer
 from lens.text.chat import HarmonyTemplate
 from lens.text.encoder import LensGptOssEncoder, encode_prompts
@@ -16,10 +15,7 @@ from lens.text.encoder import LensGptOssEncoder, encode_prompts
 SPEC = LMSpec(layers=2, hidden=32, heads=2, kv_heads=1, expert_hidden=32)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

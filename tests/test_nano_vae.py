@@ -9,16 +9,12 @@ from lens.errors import LensError
 from lens.latents import LatentCodec
 from lens.nano.corpus import crops, world_images
 from lens.nano.latent_stats import comparison_image, fit_latent_stats, psnr, raw_latents, reconstruct
-from lens.nano.loop import torch_threads
 from lens.nano.vae import VAESpec, boost_chroma, nano_vae, train_vae, vae_loss
 
 SPEC = VAESpec(block_out_channels=(8, 16, 16, 16), norm_num_groups=4)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from lens.errors import LensError
-from lens.text.tokenizer import BOS_TOKEN, EOS_TOKEN, PAD_TOKEN, o200k_pattern
+from lens.text.tokenizer import HARMONY_TOKENIZER_KWARGS, o200k_pattern
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import PreTrainedTokenizerFast
@@ -88,11 +88,5 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB) -> Pr
         if tok.token_to_id(name) != i:
             raise LensError(f"special token {name} got id {tok.token_to_id(name)}, expected {i}.")
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=BOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        pad_token=PAD_TOKEN,
-        padding_side="right",
-        truncation_side="right",
-        model_max_length=MODEL_MAX_LENGTH,
+        tokenizer_object=tok, **HARMONY_TOKENIZER_KWARGS, model_max_length=MODEL_MAX_LENGTH
     )

@@ -32,6 +32,14 @@ O200K_BASE_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cf
 BOS_TOKEN = "<|startoftext|>"
 EOS_TOKEN = "<|return|>"
 PAD_TOKEN = "<|endoftext|>"
+# What every Harmony-style fast tokenizer here is built with (the o200k one and the nano one).
+HARMONY_TOKENIZER_KWARGS = dict(
+    bos_token=BOS_TOKEN,
+    eos_token=EOS_TOKEN,
+    pad_token=PAD_TOKEN,
+    padding_side="right",
+    truncation_side="right",
+)
 FIRST_SPECIAL_ID = 199998  # `<|startoftext|>`; the harmony specials run from here to 201087
 LAST_NAMED_SPECIAL_ID = 200018  # `<|endofprompt|>`; the compact variant keeps specials up to here
 GPT_OSS_CONTEXT = 131072
@@ -166,11 +174,7 @@ def _harmony_tokenizer(num_bpe_tokens: int | None) -> PreTrainedTokenizerFast:
         spec["mergeable_ranks"],
         spec["pat_str"],
         spec["special_tokens"],
-        bos_token=BOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        pad_token=PAD_TOKEN,
-        padding_side="right",
-        truncation_side="right",
+        **HARMONY_TOKENIZER_KWARGS,
         model_max_length=GPT_OSS_CONTEXT,
     )
 
