@@ -29,6 +29,10 @@ def test_debug_run_learns_and_fills_its_run_dir(debug_run):
     val = {r["step"]: r["eval/val_loss"] for r in rows if "eval/val_loss" in r}
     assert sorted(val) == [0, 20, 40]
     assert val[40] < 0.8 * val[0]  # fixed sigmas and noise: a real drop, not sigma luck
+    for r in rows:
+        if "eval/val_loss" in r:  # the same samples and noise without their captions
+            assert r["eval/text_gain"] == pytest.approx(r["eval/val_loss_null"] - r["eval/val_loss"])
+            assert r["eval/val_loss_null"] != r["eval/val_loss"]
     losses = [r["loss"] for r in rows if "loss" in r]
     assert len(losses) == 40 and sum(losses[-10:]) < 0.85 * sum(losses[:10])
     assert load_config(str(debug_run / "config.json")).preset == "debug"
@@ -37,6 +41,20 @@ def test_debug_run_learns_and_fills_its_run_dir(debug_run):
     assert list((debug_run / "tb").glob("events.out.tfevents.*"))
     log = (debug_run / "train.log").read_text()
     assert "img/s" in log and "tok/s" in log and "ETA" in log and "mem" in log
+
+
+def test_text_gain_recomputes_the_logged_val_loss_of_a_checkpoint(debug_run, capsys):
+    from lens.cli import main
+
+    logged = {r["step"]: r for r in _rows(debug_run) if "eval/text_gain" in r}
+    assert main(["eval", "text-gain", str(debug_run), "--step", "20", "40"]) == 0
+    table = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [int(row[1]) for row in table] == [20, 40]
+    for row in table:
+        step, val, null, gain = int(row[1]), float(row[3]), float(row[4]), float(row[5])
+        assert val == pytest.approx(logged[step]["eval/val_loss"], abs=1e-4)
+        assert null == pytest.approx(logged[step]["eval/val_loss_null"], abs=1e-4)
+        assert gain == pytest.approx(logged[step]["eval/text_gain"], abs=2e-4)
 
 
 def test_export_loads_as_a_pipeline_and_seeds_fine_tuning(debug_run, tmp_path):

@@ -55,6 +55,21 @@ def register(subparsers) -> None:
     g.add_argument("--json", help="also write the rows as JSON to this file")
     g.set_defaults(func=_run)
 
+    t = sub.add_parser(
+        "text-gain",
+        help="how much the captions help a run's saved checkpoints (val loss with and without them)",
+        description="Recomputes the `val-loss` hook on CPU for saved checkpoints: the loss of fixed samples "
+        "at fixed sigmas and noise, with their dense captions and with the null condition, and the "
+        "difference (text gain). With the defaults the values equal those the run logged.",
+    )
+    t.add_argument("run_dir", help="a `lens train` run directory")
+    t.add_argument("--step", type=int, nargs="*", default=[], help="checkpoint steps (default: the latest)")
+    t.add_argument("--samples", type=int, default=8, help="fixed samples (the hook uses 8)")
+    t.add_argument(
+        "--weights", choices=("model", "ema"), default="model", help="the hook scores the raw weights"
+    )
+    t.set_defaults(func=_text_gain)
+
     r = sub.add_parser(
         "render-reference", help="render the world's own images for each prompt (a perfect generator)"
     )
@@ -111,6 +126,18 @@ def _run(args: argparse.Namespace) -> int:
     print(format_rows(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def _text_gain(args: argparse.Namespace) -> int:
+    from lens.train.evals import run_text_gain
+
+    rows = run_text_gain(args.run_dir, args.step, args.samples, args.weights)
+    print("| step | weights | val loss | null | text gain | gain / loss |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        val, null, gain = r["eval/val_loss"], r["eval/val_loss_null"], r["eval/text_gain"]
+        print(f"| {r['step']} | {r['weights']} | {val:.4f} | {null:.4f} | {gain:.4f} | {gain / val:.1%} |")
     return 0
 
 

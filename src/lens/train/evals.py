@@ -3,6 +3,9 @@
 - `val-loss`: the flow-matching loss of a fixed set of samples (the first ones of the first shard,
   dense captions, no dropout) at fixed sigmas 0.1..0.9 with fixed noise. Unlike the training loss it
   does not jump with the random sigmas of a step, so it shows progress from the first hundred steps.
+  The same samples and noise under the null condition give `eval/val_loss_null`, and
+  `eval/text_gain` = null - captioned: how much the caption helps the denoiser. It is ~0 until the
+  model reads its text, and it moves long before Nano-Eval leaves chance level.
 - `nano-eval`: Nano-Eval (`lens.eval.nano_eval.evaluate`), one image per prompt of its suite, sampled
   with the training model at `log.sample_size` / `sample_steps` / `sample_guidance`, prompted twice:
   with the short prompts (`eval/nano/*`) and with the nano reasoner's dense rewrites
@@ -14,7 +17,9 @@ Under FSDP every rank runs the hooks (forwards are collective); rank 0 logs.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import importlib
 import logging
 import os
@@ -31,42 +36,99 @@ log = logging.getLogger("lens.train")
 VAL_SIGMAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
+def fixed_samples(shard_paths, buckets, data_cfg, seed: int, n: int) -> list:
+    """The first `n` readable samples of the shards, with their dense captions and no dropout."""
+    data_cfg = copy.copy(data_cfg)
+    data_cfg.caption, data_cfg.caption_dropout = "dense", 0.0
+    samples = []
+    for shard, path in enumerate(shard_paths):
+        for raw in iter_shard(path):
+            try:
+                samples.append(decode_sample(raw, shard, 0, buckets, data_cfg, seed))
+            except BadSample:
+                continue
+            if len(samples) >= n:
+                return samples
+    return samples
+
+
+def encode_fixed(samples, encoders, device) -> tuple[list, list]:
+    """Model inputs of each sample (its own bucket batch: sizes may differ), captioned and null."""
+
+    def encode(s):
+        return encode_microbatch(Microbatch([s], packed=False), encoders, device)
+
+    return [encode(s) for s in samples], [
+        encode(dataclasses.replace(s, text=None, caption=None)) for s in samples
+    ]
+
+
+@torch.no_grad()
+def captioned_vs_null(model, objective, inputs, null_inputs, autocast=contextlib.nullcontext) -> dict:
+    """Mean loss at VAL_SIGMAS with fixed noise, with and without the captions, and their difference."""
+    losses, null_losses = [], []
+    gen = torch.Generator().manual_seed(1234)
+    for batch, null_batch in zip(inputs, null_inputs):
+        _, noise = draw_noise(objective, batch, gen)
+        for sigma in VAL_SIGMAS:
+            with autocast():
+                for b, out in ((batch, losses), (null_batch, null_losses)):
+                    out.append(float(flow_matching_loss(model, b, torch.tensor([sigma]), noise)))
+    val, null = (sum(v) / max(len(v), 1) for v in (losses, null_losses))
+    return {"eval/val_loss": val, "eval/val_loss_null": null, "eval/text_gain": null - val}
+
+
 class ValLoss:
     name = "val-loss"
 
     def __init__(self, trainer, n_samples: int = 8):
-        data_cfg = copy.copy(trainer.cfg.data)
-        data_cfg.caption, data_cfg.caption_dropout = "dense", 0.0
-        samples = []
-        for shard, path in enumerate(trainer.shard_paths):
-            for raw in iter_shard(path):
-                try:
-                    samples.append(
-                        decode_sample(raw, shard, 0, trainer.buckets, data_cfg, trainer.cfg.train.seed)
-                    )
-                except BadSample:
-                    continue
-                if len(samples) >= n_samples:
-                    break
-            if len(samples) >= n_samples:
-                break
-        # encode once; every sample is its own bucket batch (sizes may differ)
-        self.inputs = [
-            encode_microbatch(Microbatch([s], packed=False), trainer.encoders, trainer.info.device)
-            for s in samples
-        ]
+        cfg = trainer.cfg
+        samples = fixed_samples(trainer.shard_paths, trainer.buckets, cfg.data, cfg.train.seed, n_samples)
+        self.inputs, self.null_inputs = encode_fixed(samples, trainer.encoders, trainer.info.device)
 
-    @torch.no_grad()
     def __call__(self, trainer) -> dict[str, float]:
-        losses = []
-        gen = torch.Generator().manual_seed(1234)
-        for inputs in self.inputs:
-            _, noise = draw_noise(trainer.cfg.objective, inputs, gen)
-            for sigma in VAL_SIGMAS:
-                with trainer.autocast():
-                    loss = flow_matching_loss(trainer.model, inputs, torch.tensor([sigma]), noise)
-                losses.append(float(loss))
-        return {"eval/val_loss": sum(losses) / max(len(losses), 1)}
+        return captioned_vs_null(
+            trainer.model, trainer.cfg.objective, self.inputs, self.null_inputs, trainer.autocast
+        )
+
+
+def run_text_gain(run_dir, steps=(), n_samples: int = 8, weights: str = "model") -> list[dict]:
+    """`val-loss` values (captioned, null, text gain) of a run's saved checkpoints, recomputed on CPU.
+
+    With the defaults (8 samples, raw weights) they equal what the run logged at those steps.
+    """
+    from pathlib import Path
+
+    from lens.train.buckets import parse_buckets
+    from lens.train.config import load_config
+    from lens.train.encoders import FrozenEncoders
+    from lens.train.export import load_run
+    from lens.train.loop import detect_kind
+    from lens.train.samples import expand_shards
+
+    run_dir = Path(run_dir)
+    cfg = load_config(str(run_dir / "config.json"))
+    spec = str(run_dir / "data" / "synthetic") if cfg.data.shards == "synthetic" else cfg.data.shards
+    paths = expand_shards(spec)
+    images = detect_kind(paths) == "images"
+    device = torch.device("cpu")
+    encoders = FrozenEncoders(cfg, device, vae=images, text=images)
+    buckets = parse_buckets(cfg.data.buckets, cfg.data.batch_size)
+    samples = fixed_samples(paths, buckets, cfg.data, cfg.train.seed, n_samples)
+    inputs, null_inputs = encode_fixed(samples, encoders, device)
+    bf16 = cfg.train.precision == "bf16"
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+    rows = []
+    for step in list(steps) or [None]:
+        _, model, found, prefix = load_run(run_dir, weights, step)
+        rows.append(
+            {"step": found, "weights": prefix}
+            | captioned_vs_null(model, cfg.objective, inputs, null_inputs, autocast)
+        )
+    return rows
 
 
 class NanoEval:
