@@ -65,3 +65,16 @@ def test_cli_generate(tmp_path, capsys):
     assert main(["world", "sample", "--seed", "2"]) == 0
     printed = capsys.readouterr().out
     assert json.loads(printed.split("scene: ", 1)[1])["seed"] == 2
+
+
+def test_objects_option_gives_scenes_of_exactly_n_objects(tmp_path, capsys):
+    out = tmp_path / "one"
+    assert main(["world", "generate", "--out", str(out), "--n", "12", "--objects", "1"]) == 0
+    samples = list(read_shards(str(out)))
+    assert [len(s.scene.objects) for s in samples] == [1] * 12
+    assert len({s.scene.objects[0].shape for s in samples}) > 1  # still a varied world
+    assert all(s.scene.objects[0].shape in s.caption for s in samples)
+    mixed = list(read_shards(write_shards(str(tmp_path / "mixed"), 12)[0]))
+    assert max(len(s.scene.objects) for s in mixed) > 1  # the default mixture is unchanged
+    with pytest.raises(LensError, match="objects must be 1..4"):
+        write_shards(str(tmp_path / "bad"), 2, objects=5)

@@ -29,6 +29,11 @@ def register(subparsers) -> None:
         default=0.5,
         help="share of scenes drawn for GenEval-category prompts",
     )
+    g.add_argument(
+        "--objects",
+        type=int,
+        help="every scene holds exactly N objects (a curriculum stage; default: the training mixture)",
+    )
     g.set_defaults(func=_generate)
 
     s = sub.add_parser("sample", help="render one scene and print its captions and scene graph")
@@ -50,7 +55,7 @@ def _generate(args: argparse.Namespace) -> int:
     sizes = [parse_size(s) for s in args.size.split(",")]
     paths = write_shards(
         args.out, args.n, seed=args.seed, shard_size=args.shard_size,
-        geneval_fraction=args.geneval_fraction, sizes=sizes, start=args.start,
+        geneval_fraction=args.geneval_fraction, sizes=sizes, start=args.start, objects=args.objects,
     )  # fmt: skip
     shown = ", ".join(sorted({f"{h}x{w}" for h, w in sizes}))
     print(f"wrote {args.n} samples at {shown} to {len(paths)} shard(s) in {args.out}")

@@ -125,9 +125,14 @@ def scene_for_metadata(metadata: dict[str, Any], seed: int, distractors: int = 0
     return build_scene(specs, seed, constraints)
 
 
-def sample_scene(seed: int, geneval_fraction: float = 0.5) -> Scene:
+def sample_scene(seed: int, geneval_fraction: float = 0.5, objects: int | None = None) -> Scene:
     """The training mixture: with probability `geneval_fraction` a scene for a random GenEval-category
-    prompt (with up to one distractor outside counting), else a free scene."""
+    prompt (with up to one distractor outside counting), else a free scene. `objects` = N gives free
+    scenes of exactly N objects instead (a curriculum stage, e.g. one object per scene first)."""
+    if objects is not None:
+        if not 1 <= objects <= MAX_OBJECTS:
+            raise LensError(f"objects must be 1..{MAX_OBJECTS}, got {objects}")
+        return random_scene(seed, objects)
     rng = np.random.default_rng([seed, 3])
     if rng.random() >= geneval_fraction:
         return random_scene(seed)

@@ -38,9 +38,11 @@ def sample_seed(seed: int, index: int) -> int:
     return (int(seed) << 32) + int(index)
 
 
-def make_sample(seed: int, index: int, height: int, width: int, geneval_fraction: float = 0.5) -> WorldSample:
+def make_sample(
+    seed: int, index: int, height: int, width: int, geneval_fraction: float = 0.5, objects: int | None = None
+) -> WorldSample:
     """Sample `index` of the run with `seed`: scene, image and both captions."""
-    scene = sample_scene(sample_seed(seed, index), geneval_fraction=geneval_fraction)
+    scene = sample_scene(sample_seed(seed, index), geneval_fraction=geneval_fraction, objects=objects)
     return WorldSample(
         key=f"{index:08d}",
         image=render_scene(scene, height, width),
@@ -67,12 +69,14 @@ def write_shards(
     *,
     sizes: Sequence[tuple[int, int]] | None = None,
     start: int = 0,
+    objects: int | None = None,
 ) -> list[str]:
     """Write samples start .. start+n-1 to out_dir/world-000000.tar, ...; returns the shard paths.
 
     With `sizes`, sample i renders at sizes[i % len(sizes)] (a mixed-resolution set in every shard;
     repeat a size to weight it). Splitting 0..N-1 into ranges with `start` gives the same samples as
-    one run, so a set can be written by several processes.
+    one run, so a set can be written by several processes. `objects` = N: every scene is a free scene
+    of exactly N objects (a curriculum stage) instead of the training mixture.
     """
     import webdataset as wds
 
@@ -91,7 +95,7 @@ def write_shards(
     with wds.ShardWriter(os.path.join(out_dir, SHARD_PATTERN), maxcount=shard_size, verbose=0) as sink:
         for i in range(start, start + n):
             h, w = sizes[i % len(sizes)]
-            s = make_sample(seed, i, h, w, geneval_fraction)
+            s = make_sample(seed, i, h, w, geneval_fraction, objects)
             sink.write(
                 {
                     "__key__": s.key,
