@@ -22,8 +22,10 @@ from lens.world.captions import dense_caption
 from lens.world.render import render_scene
 from lens.world.sampler import random_scene
 
+SIZE = 128  # the nano's native size: an (8, 8) latent token grid
 
-def scenes(n: int, objects: int | None = None, size: int = 128):
+
+def scenes(n: int, objects: int | None = None, size: int = SIZE):
     """(B, 3, H, W) pixels in [-1, 1], (B, tokens) bool object-token masks, dense captions."""
     pixels, masks, captions = [], [], []
     grid = size // 16
@@ -50,6 +52,7 @@ def main() -> None:
     pipe = load_pipeline(args.pipeline)
     pixels, is_object, captions = scenes(args.scenes, args.objects)
     x0 = to_tokens(LatentCodec(pipe.vae).encode(pixels).float())  # (B, 64, 128)
+    grid = (SIZE // 16, SIZE // 16)
     feats, mask = pipe.encode_prompt(captions)  # (B, S, L, D), (B, S)
     conditions = {
         "caption": (feats, mask),
@@ -64,7 +67,7 @@ def main() -> None:
         x_t = (1 - sigma) * x0 + sigma * noise
         err = {}
         for name, (text, text_mask) in conditions.items():
-            pred = pipe.transformer(x_t, text, s, image_grid=(8, 8), encoder_attention_mask=text_mask).sample
+            pred = pipe.transformer(x_t, text, s, image_grid=grid, encoder_attention_mask=text_mask).sample
             err[name] = (pred.float() - (noise - x0)).pow(2).mean(-1)  # (B, 64)
         cells = []
         for sel in (is_object, ~is_object):

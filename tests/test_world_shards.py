@@ -67,7 +67,7 @@ def test_cli_generate(tmp_path, capsys):
     assert json.loads(printed.split("scene: ", 1)[1])["seed"] == 2
 
 
-def test_objects_option_gives_scenes_of_exactly_n_objects(tmp_path, capsys):
+def test_objects_option_gives_scenes_of_exactly_n_objects(tmp_path):
     out = tmp_path / "one"
     assert main(["world", "generate", "--out", str(out), "--n", "12", "--objects", "1"]) == 0
     samples = list(read_shards(str(out)))

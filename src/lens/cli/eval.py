@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _text_gain(args: argparse.Namespace) -> int:
-    from lens.train.evals import run_text_gain
+    from lens.train.text_gain import run_text_gain
 
     rows = run_text_gain(args.run_dir, args.step, args.samples, args.weights)
     print("| step | weights | val loss | null | text gain | gain / loss |")

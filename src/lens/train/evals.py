@@ -92,45 +92,6 @@ class ValLoss:
         )
 
 
-def run_text_gain(run_dir, steps=(), n_samples: int = 8, weights: str = "model") -> list[dict]:
-    """`val-loss` values (captioned, null, text gain) of a run's saved checkpoints, recomputed on CPU.
-
-    With the defaults (8 samples, raw weights) they equal what the run logged at those steps.
-    """
-    from pathlib import Path
-
-    from lens.train.buckets import parse_buckets
-    from lens.train.config import load_config
-    from lens.train.encoders import FrozenEncoders
-    from lens.train.export import load_run
-    from lens.train.loop import detect_kind
-    from lens.train.samples import expand_shards
-
-    run_dir = Path(run_dir)
-    cfg = load_config(str(run_dir / "config.json"))
-    spec = str(run_dir / "data" / "synthetic") if cfg.data.shards == "synthetic" else cfg.data.shards
-    paths = expand_shards(spec)
-    images = detect_kind(paths) == "images"
-    device = torch.device("cpu")
-    encoders = FrozenEncoders(cfg, device, vae=images, text=images)
-    buckets = parse_buckets(cfg.data.buckets, cfg.data.batch_size)
-    samples = fixed_samples(paths, buckets, cfg.data, cfg.train.seed, n_samples)
-    inputs, null_inputs = encode_fixed(samples, encoders, device)
-    bf16 = cfg.train.precision == "bf16"
-
-    def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
-
-    rows = []
-    for step in list(steps) or [None]:
-        _, model, found, prefix = load_run(run_dir, weights, step)
-        rows.append(
-            {"step": found, "weights": prefix}
-            | captioned_vs_null(model, cfg.objective, inputs, null_inputs, autocast)
-        )
-    return rows
-
-
 class NanoEval:
     name = "nano-eval"
 
