@@ -38,9 +38,11 @@ $PY -m lens nano build "$WORK/main" --components "$COMPONENTS" --samples "$SAMPL
   > "$WORK/main.log" 2>&1 &
 MAIN=$!
 
-# 2. experiment (a), once the shards exist
+# 2. experiment (a), once the shards exist; also scored by held-out loss (dense and brief prompts)
+$PY -m lens world generate --out "$WORK/heldout" --n 96 --size 128x128 --seed 99 --shard-size 96 > /dev/null
 until [[ -f $WORK/main/world/done.json ]] || ! kill -0 $MAIN 2>/dev/null; do sleep 2; done
 $PY -m lens nano captions-experiment "$WORK/captions" --steps "$ARM_STEPS" --eval-every "$ARM_EVERY" \
+  --loss-shards "$WORK/heldout" \
   --set encoders.source="$WORK/main/frozen" --set "data.shards=$WORK/main/world/part-*/*.tar" "${COMMON[@]}" \
   --set data.batch_size=32 --set data.workers=2 --set train.max_minutes="$MAIN_MIN" \
   > "$WORK/captions.log" 2>&1 &
@@ -61,7 +63,7 @@ if [[ -f $WORK/main/pipeline/model_index.json ]]; then
     --size 128x128 96x192 192x96 192x192 --n-samples $SIZE_N --batch-size 156 \
     --json "$WORK/buckets.json" 2>&1 | grep -v "Loading"
 fi
-wait $ARMS; echo "captions experiment exit $?"; tail -12 "$WORK/captions.log"
+wait $ARMS; echo "captions experiment exit $?"; tail -24 "$WORK/captions.log"
 
 # what comes back: logs, metrics, eval tables, the pipeline without its transformer weights
 tar -czf "$OUT/results.tgz" -C "$WORK" --exclude='*.safetensors' --exclude='checkpoints' --exclude='world' \

@@ -117,3 +117,33 @@ def test_build_runs_every_stage_and_resumes(tmp_path):
     build(tmp_path / "nano", replace(recipe, overrides=[*tiny, "train.steps=3"], evaluate=False))
     assert json.loads((tmp_path / "nano" / "pipeline" / "lens_training.json").read_text())["step"] == 3
     assert (tmp_path / "nano" / "features" / "done.json").stat().st_mtime_ns == stamp
+
+
+def test_caption_experiment_trains_arms_in_turn_and_scores_held_out_losses(tmp_path, capsys):
+    from lens.cli import main
+
+    write_shards(str(tmp_path / "train"), 8, seed=1)
+    write_shards(str(tmp_path / "held"), 4, seed=2)
+    tiny = [
+        "model.num_layers=1", "model.num_attention_heads=2", "model.attention_head_dim=16",
+        "model.enc_hidden_dim=24", "model.axes_dims_rope=[4,6,6]", "model.selected_layer_index=[0,1]",
+        "encoders.source=tiny", f"data.shards={tmp_path / 'train'}", "data.buckets=64x64:2",
+        "data.workers=1", "log.tensorboard=false", "train.threads=1", "train.precision=fp32",
+    ]  # fmt: skip
+    args = ["nano", "captions-experiment", str(tmp_path / "exp"), "--steps", "2", "--eval-every", "2"]
+    args += ["--policies", "dense", "brief", "--sequential", "--no-nano-eval"]
+    args += ["--loss-shards", str(tmp_path / "held"), "--loss-samples", "2"]
+    assert main(args + [item for o in tiny for item in ("--set", o)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [
+        [c.strip() for c in line.split("|")[1:-1]]
+        for line in lines
+        if line.startswith("| dense") or line.startswith("| brief")
+    ]
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("dense", "dense", "2"), ("dense", "brief", "2"), ("brief", "dense", "2"), ("brief", "brief", "2"),
+    ]  # fmt: skip
+    assert rows[0][4] == rows[1][4]  # the null condition does not depend on the prompt
+    assert rows[0][3] != rows[1][3]
+    metrics = (tmp_path / "exp" / "brief" / "metrics.jsonl").read_text()
+    assert "eval/text_gain" in metrics and "eval/nano" not in metrics

@@ -43,18 +43,42 @@ def test_debug_run_learns_and_fills_its_run_dir(debug_run):
     assert "img/s" in log and "tok/s" in log and "ETA" in log and "mem" in log
 
 
-def test_text_gain_recomputes_the_logged_val_loss_of_a_checkpoint(debug_run, capsys):
-    from lens.cli import main
+def _gain_table(out: str) -> list[list[str]]:
+    lines = out.splitlines()
+    assert lines[0].startswith("captions:")
+    return [[cell.strip() for cell in line.split("|")[2:-1]] for line in lines[3:]]  # drop the run
 
+
+def test_text_gain_recomputes_the_logged_val_loss_of_a_checkpoint(debug_run, capsys):
     logged = {r["step"]: r for r in _rows(debug_run) if "eval/text_gain" in r}
     assert main(["eval", "text-gain", str(debug_run), "--step", "20", "40"]) == 0
-    table = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
-    assert [int(row[1]) for row in table] == [20, 40]
+    table = _gain_table(capsys.readouterr().out)
+    assert [int(row[0]) for row in table] == [20, 40]
     for row in table:
-        step, val, null, gain = int(row[1]), float(row[3]), float(row[4]), float(row[5])
+        step, val, null, gain = int(row[0]), float(row[4]), float(row[5]), float(row[6])
         assert val == pytest.approx(logged[step]["eval/val_loss"], abs=1e-4)
         assert null == pytest.approx(logged[step]["eval/val_loss_null"], abs=1e-4)
         assert gain == pytest.approx(logged[step]["eval/text_gain"], abs=2e-4)
+
+
+def test_text_gain_per_stored_size_and_caption(debug_run, capsys, tmp_path):
+    # the debug shards hold 96x96 samples, a size its buckets (64x64, 48x80, 80x48) never train
+    args = ["eval", "text-gain", str(debug_run), "--samples", "2", "--sizes", "64x64", "96x96"]
+    assert main(args) == 0
+    dense = _gain_table(capsys.readouterr().out)
+    assert [(row[2], row[3]) for row in dense] == [("64x64", "2"), ("96x96", "2")]
+    assert main([*args, "--caption", "brief", "--json", str(tmp_path / "brief.json")]) == 0
+    brief = _gain_table(capsys.readouterr().out)
+    rows = json.loads((tmp_path / "brief.json").read_text())
+    assert [(r["run"], r["caption"], r["size"]) for r in rows] == [
+        ("run", "brief", "64x64"),
+        ("run", "brief", "96x96"),
+    ]
+    for d, b in zip(dense, brief):
+        assert float(b[5]) == pytest.approx(float(d[5]))  # the null condition ignores the caption
+        assert float(b[4]) != pytest.approx(float(d[4]), abs=1e-6)
+    assert main(["eval", "text-gain", str(debug_run), "--sizes", "128x128"]) == 2
+    assert "no readable sample stored at 128x128" in capsys.readouterr().err
 
 
 def test_export_loads_as_a_pipeline_and_seeds_fine_tuning(debug_run, tmp_path):

@@ -60,14 +60,22 @@ def register(subparsers) -> None:
         help="how much the captions help a run's saved checkpoints (val loss with and without them)",
         description="Recomputes the `val-loss` hook on CPU for saved checkpoints: the loss of fixed samples "
         "at fixed sigmas and noise, with their dense captions and with the null condition, and the "
-        "difference (text gain). With the defaults the values equal those the run logged.",
+        "difference (text gain). With the defaults the values equal those the run logged. --shards, --caption "
+        "and --sizes score held-out data, brief captions or one row per stored resolution, so runs that still "
+        "score at chance on Nano-Eval can be compared (docs/nano-experiments.md).",
     )
-    t.add_argument("run_dir", help="a `lens train` run directory")
+    t.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="`lens train` run directories (one table)")
     t.add_argument("--step", type=int, nargs="*", default=[], help="checkpoint steps (default: the latest)")
     t.add_argument("--samples", type=int, default=8, help="fixed samples (the hook uses 8)")
     t.add_argument(
         "--weights", choices=("model", "ema"), default="model", help="the hook scores the raw weights"
     )
+    t.add_argument("--shards", help="score these shards instead of the run's own (e.g. a held-out world)")
+    t.add_argument("--caption", choices=("dense", "brief"), default="dense", help="caption to condition on")
+    t.add_argument(
+        "--sizes", nargs="*", default=[], help="one row per HEIGHTxWIDTH (samples stored at that size)"
+    )
+    t.add_argument("--json", help="also write the rows (with each run's name and the caption) to this file")
     t.set_defaults(func=_text_gain)
 
     r = sub.add_parser(
@@ -131,13 +139,25 @@ def _run(args: argparse.Namespace) -> int:
 
 def _text_gain(args: argparse.Namespace) -> int:
     from lens.train.text_gain import run_text_gain
+    from lens.world.render import parse_size
 
-    rows = run_text_gain(args.run_dir, args.step, args.samples, args.weights)
-    print("| step | weights | val loss | null | text gain | gain / loss |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: |")
-    for r in rows:
-        val, null, gain = r["eval/val_loss"], r["eval/val_loss_null"], r["eval/text_gain"]
-        print(f"| {r['step']} | {r['weights']} | {val:.4f} | {null:.4f} | {gain:.4f} | {gain / val:.1%} |")
+    sizes = [parse_size(s) for s in args.sizes]
+    print(f"captions: {args.caption}")
+    print("| run | step | weights | size | samples | val loss | null | text gain | gain / loss |")
+    print("| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    kept = []
+    for run_dir in args.run_dirs:
+        rows = run_text_gain(run_dir, args.step, args.samples, args.weights, args.shards, args.caption, sizes)
+        kept += [{"run": Path(run_dir).name, "caption": args.caption, **r} for r in rows]
+        for r in rows:
+            val, null, gain = r["eval/val_loss"], r["eval/val_loss_null"], r["eval/text_gain"]
+            print(
+                f"| {Path(run_dir).name} | {r['step']} | {r['weights']} | {r['size']} | {r['samples']} "
+                f"| {val:.4f} | {null:.4f} | {gain:.4f} | {gain / val:.1%} |",
+                flush=True,
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(kept, indent=2) + "\n")
     return 0
 
 

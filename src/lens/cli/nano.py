@@ -69,6 +69,12 @@ def register(sub) -> None:
     e.add_argument("--policies", nargs="+", default=["dense", "brief", "mixed"])
     add_overrides(e, "training config field of every arm, e.g. data.shards=...")
     e.add_argument("--plot", help="also draw the curves to this PNG (needs matplotlib)")
+    e.add_argument("--sequential", action="store_true", help="train one arm at a time (a small CPU)")
+    e.add_argument("--no-nano-eval", action="store_true", help="log only the val-loss hook while training")
+    e.add_argument(
+        "--loss-shards", help="held-out world shards: print each arm's loss with dense and brief prompts"
+    )
+    e.add_argument("--loss-samples", type=int, default=32, help="held-out samples for --loss-shards")
     e.set_defaults(func=run_captions)
 
 
@@ -124,12 +130,25 @@ def run_captions(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from lens.nano.experiments import captions, format_table, plot
+    from lens.nano.experiments import captions, format_loss_table, format_table, loss_table, plot
 
     policies = tuple(args.policies)
-    rows = captions(args.out_dir, args.overrides, args.steps, args.eval_every, policies)
+    rows = captions(
+        args.out_dir,
+        args.overrides,
+        args.steps,
+        args.eval_every,
+        policies,
+        args.sequential,
+        not args.no_nano_eval,
+    )
     Path(args.out_dir, "captions.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print(format_table(rows, policies))
+    if rows:
+        print(format_table(rows, policies))
+    if args.loss_shards:
+        losses = loss_table(args.out_dir, args.loss_shards, policies, args.loss_samples)
+        Path(args.out_dir, "captions_loss.json").write_text(json.dumps(losses, indent=2) + "\n")
+        print(format_loss_table(losses))
     if args.plot and not plot(rows, args.plot, policies):
         print("matplotlib is not installed: no plot (pip install matplotlib)")
     return 0

@@ -74,6 +74,7 @@ def encode_prompts(
     max_length: int = DEFAULT_MAX_LENGTH,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    grad: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Text features (B, S, L, D) and mask (B, S) bool for `prompts`.
 
@@ -81,7 +82,7 @@ def encode_prompts(
     padding), L = len(layers) in the given order, D the LM hidden size; mask is True on real tokens.
     template None picks Harmony for GPT-OSS LMs and the tokenizer's chat template otherwise.
     device: where the LM runs (default: its parameters' device); dtype: of the returned features
-    (default: the LM's residual stream dtype).
+    (default: the LM's residual stream dtype). grad: keep the autograd graph (an LM that trains).
     """
     prompts = _check_prompts(prompts)
     if isinstance(max_length, bool) or not isinstance(max_length, int):
@@ -113,7 +114,9 @@ def encode_prompts(
         attention[i, : len(row)] = 1
 
     device = torch.device(device) if device is not None else _model_device(text_encoder)
-    hidden = layer_features(text_encoder, input_ids.to(device), attention.to(device), layers)  # (B, T, L, D)
+    hidden = layer_features(
+        text_encoder, input_ids.to(device), attention.to(device), layers, grad
+    )  # (B, T, L, D)
     mask = attention[:, len(prefix) :].to(device=device, dtype=torch.bool)  # (B, S)
     features = hidden[:, len(prefix) :]  # (B, S, L, D)
     features = torch.where(

@@ -48,13 +48,22 @@ def check_layers(layers: Sequence[int], depth: int) -> list[int]:
     return out
 
 
-@torch.inference_mode()
-def layer_features(lm: nn.Module, input_ids: Tensor, attention_mask: Tensor, layers: Sequence[int]) -> Tensor:
+def layer_features(
+    lm: nn.Module, input_ids: Tensor, attention_mask: Tensor, layers: Sequence[int], grad: bool = False
+) -> Tensor:
     """Hidden states after each of `layers` (0-based), pre-norm, stacked: (B, T, L, D).
 
     input_ids, attention_mask: (B, T); attention_mask is 1 for real tokens. Nothing after
-    max(layers) is executed.
+    max(layers) is executed. Runs in inference mode unless `grad` (an LM that trains with the
+    denoiser).
     """
+    with torch.inference_mode(not grad):
+        return _layer_features(lm, input_ids, attention_mask, layers)
+
+
+def _layer_features(
+    lm: nn.Module, input_ids: Tensor, attention_mask: Tensor, layers: Sequence[int]
+) -> Tensor:
     base, blocks = decoder_layers(lm)
     wanted = check_layers(layers, len(blocks))
     last = max(wanted)

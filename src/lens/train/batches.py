@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lens.errors import LensError
 from lens.latents import to_tokens
 from lens.model.layout import Pack
 from lens.train.loader import Microbatch
@@ -86,21 +87,31 @@ def assemble(latents: list[Tensor], texts: list[Tensor], packed: bool) -> ModelI
 def encode_microbatch(mb: Microbatch, encoders, device: torch.device) -> ModelInputs:
     """Run the frozen encoders where the shards hold raw images/captions; read features otherwise."""
     samples = mb.samples
-    if samples[0].latent is not None:
+    features = samples[0].latent is not None
+    if features and not encoders.text_trained:
         latents = [s.latent.to(device=device, dtype=torch.float32) for s in samples]
         texts = [
             s.text.to(device=device, dtype=torch.float32) if s.text is not None else encoders.null_text()
             for s in samples
         ]
         return assemble(latents, texts, mb.packed)
-    latents: list[Tensor | None] = [None] * len(samples)
-    by_size: dict[tuple[int, int], list[int]] = {}
-    for i, s in enumerate(samples):
-        by_size.setdefault(s.pixels.shape[:2], []).append(i)
-    for idx in by_size.values():  # the VAE runs once per distinct size
-        z = encoders.encode_images(to_pixels([samples[i] for i in idx]))  # (b, 128, h, w)
-        for j, i in enumerate(idx):
-            latents[i] = z[j]
+    if features:  # prepared latents, captions through the LM that trains
+        missing = [s.key for s in samples if s.text is not None and s.caption is None]
+        if missing:
+            raise LensError(
+                f"{missing[0]}: a run that trains its text encoder needs the caption text, which this "
+                "feature shard's json lacks; prepare the features again or train on image shards"
+            )
+        latents = [s.latent.to(device=device, dtype=torch.float32) for s in samples]
+    else:
+        latents = [None] * len(samples)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, s in enumerate(samples):
+            by_size.setdefault(s.pixels.shape[:2], []).append(i)
+        for idx in by_size.values():  # the VAE runs once per distinct size
+            z = encoders.encode_images(to_pixels([samples[i] for i in idx]))  # (b, 128, h, w)
+            for j, i in enumerate(idx):
+                latents[i] = z[j]
     with_caption = [i for i, s in enumerate(samples) if s.caption is not None]
     encoded = encoders.encode_text([samples[i].caption for i in with_caption])
     texts = [encoders.null_text()] * len(samples)

@@ -43,6 +43,9 @@ class EncoderConfig:
     source: str = "tiny"  # "tiny": random in-process models (tests); else a pipeline folder (vae/, text_encoder/, tokenizer/)
     dtype: str = "bfloat16"  # encoder weights on GPU; CPU always runs float32
     max_text_tokens: int = 512  # including the chat-template prefix, as at inference
+    # frozen: the LM only encodes (the Lens recipe); joint: the pretrained LM trains with the denoiser;
+    # scratch: a re-initialised LM trains with the denoiser (issue 3's experiment c; one process only)
+    text_training: str = "frozen"
 
 
 @dataclass
@@ -171,6 +174,7 @@ _CHOICES = {
     "parallel.fsdp": ("auto", "on", "off"),
     "parallel.backend": ("auto", "nccl", "gloo"),
     "encoders.dtype": ("bfloat16", "float16", "float32"),
+    "encoders.text_training": ("frozen", "joint", "scratch"),
 }
 
 

@@ -1,7 +1,9 @@
 """The frozen encoders of training: FLUX.2 VAE (pixels -> latents) and the text LM (captions -> features).
 
-They never train, so they run under no_grad in eval mode (not inference_mode: their outputs feed
-modules that save inputs for backward). `source="tiny"` builds seeded random ones in-process (the
+They run under no_grad in eval mode (not inference_mode: their outputs feed modules that save inputs
+for backward). The one exception is experiment (c) of the nano issue: `encoders.text_training` =
+joint | scratch makes the LM trainable (`train_text`), so `encode_text` keeps its graph while the
+trainer's gradients are on. `source="tiny"` builds seeded random ones in-process (the
 debug preset, tests); otherwise `source` is a pipeline folder or hub id with vae/, text_encoder/ and
 tokenizer/ subfolders (the released Lens layout, or an exported run).
 """
@@ -74,6 +76,7 @@ class FrozenEncoders:
         dtype = _DTYPES[cfg.encoders.dtype] if device.type == "cuda" else torch.float32
         self.layers = tuple(cfg.model.selected_layer_index)
         self.vae = self.codec = self.lm = self.tokenizer = None
+        self.text_trained = False
         if vae:
             from lens.latents import LatentCodec
 
@@ -88,6 +91,21 @@ class FrozenEncoders:
             dtype = _DTYPES[self.cfg.encoders.dtype] if self.device.type == "cuda" else torch.float32
             self.lm, self.tokenizer = build_text(self.cfg.encoders.source, self.cfg.model, dtype)
             self.lm.to(self.device)
+
+    def train_text(self, scratch: bool, seed: int) -> torch.nn.Module:
+        """Make the LM trainable (re-initialised when `scratch`, seeded); returns it for the optimiser."""
+        self.load_text()
+        if scratch:
+            torch.manual_seed(seed)
+            fresh = type(self.lm)(self.lm.config)  # the model class's own initialisation
+            self.lm = fresh.to(device=self.device, dtype=next(self.lm.parameters()).dtype)
+        self.lm.requires_grad_(True)
+        self.text_trained = True
+        return self.lm
+
+    def use_text(self, lm, tokenizer) -> None:
+        """Encode with a run's own (trained) LM from now on; prepared text features no longer apply."""
+        self.lm, self.tokenizer, self.text_trained = lm.to(self.device), tokenizer, True
 
     def drop_text(self) -> None:
         """Free the LM (feature-shard runs only need it to encode the fixed sample prompts)."""
@@ -107,23 +125,28 @@ class FrozenEncoders:
         """(B, 128, h, w) -> (B, 3, 16h, 16w) in [0, 1], float32."""
         return (self.codec.decode(latents).float() / 2 + 0.5).clamp(0, 1)
 
-    @torch.no_grad()
     def encode_text(self, captions: list[str]) -> list[Tensor]:
-        """Captions -> one (S_i, L, D) float32 tensor of valid-token features per caption."""
+        """Captions -> one (S_i, L, D) float32 tensor of valid-token features per caption.
+
+        Without gradients, unless the LM trains (`train_text`) and the caller has gradients on.
+        """
         if not captions:
             return []
         if self.lm is None:
             raise RuntimeError("this run was built without a text encoder")
         from lens.text.encoder import encode_prompts
 
-        feats, mask = encode_prompts(
-            self.lm,
-            self.tokenizer,
-            captions,
-            layers=self.layers,
-            max_length=self.cfg.encoders.max_text_tokens,
-            device=self.device,
-        )  # (B, S, L, D), (B, S)
+        grad = self.text_trained and torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad):
+            feats, mask = encode_prompts(
+                self.lm,
+                self.tokenizer,
+                captions,
+                layers=self.layers,
+                max_length=self.cfg.encoders.max_text_tokens,
+                device=self.device,
+                grad=grad,
+            )  # (B, S, L, D), (B, S)
         return [feats[i, mask[i]].float() for i in range(len(captions))]
 
     def null_text(self) -> Tensor:

@@ -30,23 +30,32 @@ from lens.data.shards import iter_shard
 from lens.train.batches import encode_microbatch
 from lens.train.loader import Microbatch
 from lens.train.objective import draw_noise, flow_matching_loss
-from lens.train.samples import BadSample, decode_sample
+from lens.train.samples import BadSample, decode_sample, stored_size
 
 log = logging.getLogger("lens.train")
 VAL_SIGMAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
-def fixed_samples(shard_paths, buckets, data_cfg, seed: int, n: int) -> list:
-    """The first `n` readable samples of the shards, with their dense captions and no dropout."""
+def fixed_samples(
+    shard_paths, buckets, data_cfg, seed: int, n: int, caption: str = "dense", size=None
+) -> list:
+    """The first `n` readable samples of the shards, with their `caption` ("dense" | "brief"), no dropout.
+
+    `size` (height, width) keeps only samples stored at exactly that size (no resizing), so a loss can
+    be read per resolution; the buckets must then include that size.
+    """
     data_cfg = copy.copy(data_cfg)
-    data_cfg.caption, data_cfg.caption_dropout = "dense", 0.0
+    data_cfg.caption, data_cfg.caption_dropout = caption, 0.0
     samples = []
     for shard, path in enumerate(shard_paths):
         for raw in iter_shard(path):
             try:
-                samples.append(decode_sample(raw, shard, 0, buckets, data_cfg, seed))
+                sample = decode_sample(raw, shard, 0, buckets, data_cfg, seed)
             except BadSample:
                 continue
+            if size is not None and stored_size(raw, sample) != tuple(size):
+                continue
+            samples.append(sample)
             if len(samples) >= n:
                 return samples
     return samples
@@ -83,10 +92,17 @@ class ValLoss:
 
     def __init__(self, trainer, n_samples: int = 8):
         cfg = trainer.cfg
-        samples = fixed_samples(trainer.shard_paths, trainer.buckets, cfg.data, cfg.train.seed, n_samples)
-        self.inputs, self.null_inputs = encode_fixed(samples, trainer.encoders, trainer.info.device)
+        self.samples = fixed_samples(
+            trainer.shard_paths, trainer.buckets, cfg.data, cfg.train.seed, n_samples
+        )
+        self.inputs, self.null_inputs = encode_fixed(self.samples, trainer.encoders, trainer.info.device)
 
     def __call__(self, trainer) -> dict[str, float]:
+        if trainer.encoders.text_trained:  # the caption features change as the LM trains
+            with torch.no_grad():
+                self.inputs, self.null_inputs = encode_fixed(
+                    self.samples, trainer.encoders, trainer.info.device
+                )
         return captioned_vs_null(
             trainer.model, trainer.cfg.objective, self.inputs, self.null_inputs, trainer.autocast
         )

@@ -75,10 +75,27 @@ def load_run(run_dir: str | Path, weights: str = "auto", step: int | None = None
         raise LensError(f"{path} has no EMA weights (optim.ema_decay was 0); use --weights model")
     prefix = "ema" if weights == "ema" or (weights == "auto" and has_ema) else "model"
     model = LensTransformer2DModel(**cfg.model.model_kwargs()).float()
-    state = {prefix: model.state_dict()}
+    # a run that trained its LM saved {"transformer": ..., "text_encoder": ...} (its EMA: the denoiser)
+    key = "transformer." if cfg.encoders.text_training != "frozen" and prefix == "model" else ""
+    state = {prefix: {key + k: v for k, v in model.state_dict().items()}}
     load_dcp(state, path)
-    model.load_state_dict(state[prefix])
+    model.load_state_dict({k[len(key) :]: v for k, v in state[prefix].items()})
     return cfg, model.eval(), int(path.name.split("_")[1]), prefix
+
+
+def load_trained_text(run_dir: str | Path, step: int):
+    """(text_encoder, tokenizer) as a run that trained its LM left them at `step`; None for frozen runs."""
+    from lens.train.config import load_config
+    from lens.train.encoders import build_text
+
+    cfg = load_config(str(Path(run_dir) / "config.json"))
+    if cfg.encoders.text_training == "frozen":
+        return None
+    lm, tokenizer = build_text(cfg.encoders.source, cfg.model, torch.float32)
+    state = {"model": {"text_encoder." + k: v for k, v in lm.state_dict().items()}}
+    load_dcp(state, dict(list_checkpoints(run_dir))[step])
+    lm.load_state_dict({k[len("text_encoder.") :]: v for k, v in state["model"].items()})
+    return lm.eval(), tokenizer
 
 
 def _frozen_folder(source: str) -> Path:
@@ -104,6 +121,7 @@ def export_run(
 ) -> Path:
     """Write a pipeline folder; returns it."""
     cfg, model, step, used = load_run(run_dir, weights, step)
+    trained_text = load_trained_text(run_dir, step)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise LensError(f"{out} exists and is not empty; choose a new output folder")
@@ -123,7 +141,7 @@ def export_run(
         from lens.train.encoders import build_text, build_vae
 
         vae = build_vae("tiny", torch.float32)
-        lm, tok = build_text("tiny", cfg.model, torch.float32)
+        lm, tok = trained_text or build_text("tiny", cfg.model, torch.float32)
         pipe = LensPipeline(
             make_scheduler(), vae, lm, tok, model, default_height=h, default_width=w,
             default_steps=cfg.log.sample_steps, default_guidance_scale=cfg.log.sample_guidance,
@@ -139,12 +157,16 @@ def export_run(
         index.update(default_height=h, default_width=w)
         (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         model.save_pretrained(str(out / "transformer"), safe_serialization=True)
+        if trained_text is not None:  # the run's own LM replaces the frozen one
+            shutil.rmtree(out / "text_encoder", ignore_errors=True)
+            trained_text[0].save_pretrained(str(out / "text_encoder"), safe_serialization=True)
     info = {
         "run_dir": str(Path(run_dir).resolve()),
         "step": step,
         "weights": used,
         "preset": cfg.preset,
         "dtype": dtype,
+        "text_training": cfg.encoders.text_training,
     }
     (out / "lens_training.json").write_text(json.dumps(info, indent=2) + "\n")
     return out

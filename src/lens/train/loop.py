@@ -111,16 +111,29 @@ class Trainer:
         )  # fmt: skip
 
         # 2. frozen encoders (the LM only when captions arrive as text, or to encode fixed prompts)
-        self.encoders = FrozenEncoders(cfg, info.device, vae=True, text=self.kind == "images")
+        text_training = cfg.encoders.text_training
+        self.encoders = FrozenEncoders(
+            cfg, info.device, vae=True, text=self.kind == "images" or text_training != "frozen"
+        )
 
         # 3. denoiser, AC / compile / FSDP, optimiser, EMA
         self.model = build_model(cfg.model, cfg.train.seed)
         self.model_config = self.model.config
         self.model = parallelize(self.model, cfg.train, cfg.parallel, info)
+        # what the optimiser, clipping and checkpoints see: the denoiser, or it and the LM it trains
+        self.trained = self.model
+        if text_training != "frozen":
+            if info.world > 1:
+                raise LensError(
+                    f"encoders.text_training={text_training} runs in one process only (the LM is not "
+                    "sharded); launch without torchrun, or keep encoders.text_training=frozen"
+                )
+            lm = self.encoders.train_text(scratch=text_training == "scratch", seed=cfg.train.seed)
+            self.trained = torch.nn.ModuleDict({"transformer": self.model, "text_encoder": lm})
         o = cfg.optim
         fused = info.device.type == "cuda" and info.mesh is None
         self.optim = torch.optim.AdamW(
-            self.model.parameters(),
+            self.trained.parameters(),
             lr=o.lr,
             betas=tuple(o.betas),
             eps=o.eps,
@@ -134,7 +147,7 @@ class Trainer:
         self.ckpt = Checkpointer(self.run_dir, info, cfg.checkpoint.keep)
         path = latest_checkpoint(self.run_dir) if resume else None
         if path is not None:
-            extra = self.ckpt.load(path, self.model, self.optim, self.ema)
+            extra = self.ckpt.load(path, self.trained, self.optim, self.ema)
             self.step, self.skipped = int(extra["step"]), int(extra.get("skipped", 0))
             ranks = extra["ranks"]
             self.loader.load_state_dict([r["loader"] for r in ranks])
@@ -145,7 +158,9 @@ class Trainer:
         self.metrics = Metrics(self.run_dir, cfg.log, info, cfg.train.steps, self.step)
         self.hooks = build_hooks(self, cfg.log.evals) if cfg.log.eval_every > 0 else []
         self._prompt_features = None
-        n_params = sum(p.numel() for p in self.model.parameters())  # a DTensor shard reports its global size
+        n_params = sum(
+            p.numel() for p in self.trained.parameters()
+        )  # a DTensor shard reports its global size
         log.info(
             "run %s | %s shards (%s) | %d buckets%s | %.1fM parameters | %d process(es) on %s",
             self.run_dir, len(self.shard_paths), self.kind, len(self.buckets),
@@ -163,8 +178,13 @@ class Trainer:
 
     def prompt_features(self, prompts) -> list[torch.Tensor]:
         self.encoders.load_text()
-        feats = self.encoders.encode_text(list(prompts))
-        if self.kind == "features" and "nano-eval" not in self.cfg.log.evals:
+        with torch.no_grad():
+            feats = self.encoders.encode_text(list(prompts))
+        if (
+            self.kind == "features"
+            and "nano-eval" not in self.cfg.log.evals
+            and not self.encoders.text_trained
+        ):
             self.encoders.drop_text()  # only the fixed prompts needed it
         return feats
 
@@ -190,7 +210,7 @@ class Trainer:
         lg = self.cfg.log
         if not lg.sample_prompts:
             return
-        if self._prompt_features is None:
+        if self._prompt_features is None or self.encoders.text_trained:  # a trained LM: encode anew
             self._prompt_features = self.prompt_features(lg.sample_prompts)
         h, w = previews.parse_size(lg.sample_size)
         dtype = torch.bfloat16 if self.cfg.train.precision == "bf16" else None
@@ -243,7 +263,7 @@ class Trainer:
                 for n, s in zip(inputs.image_tokens, inputs.text_lengths)
             )
         clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip, foreach=True)
+        norm = torch.nn.utils.clip_grad_norm_(self.trained.parameters(), clip, foreach=True)
         norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         loss_mean = all_reduce_sum([loss_sum / accum], info)[0] / info.world
         ok = math.isfinite(loss_mean) and math.isfinite(norm)
@@ -321,7 +341,7 @@ class Trainer:
         local = {"loader": self.loader.state_dict(), "rng": rng_state()}
         state = {"skipped": self.skipped, "lr": self.lr_at(self.step - 1)}
         kill = self.step == self.cfg.fault.kill_during_save
-        return self.ckpt.save(self.step, self.model, self.optim, self.ema, local, state, kill_midway=kill)
+        return self.ckpt.save(self.step, self.trained, self.optim, self.ema, local, state, kill_midway=kill)
 
     def close(self) -> None:
         self.loader.close()

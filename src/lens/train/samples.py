@@ -12,12 +12,14 @@ Caption choice (dense / brief / mixed) and caption dropout are drawn from a gene
 from __future__ import annotations
 
 import glob
+import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from lens.data.sample import BRIEF_EXT, DENSE_EXT, IMAGE_EXTS, read_meta
@@ -34,7 +36,7 @@ class Sample:
     ref: tuple[int, str, int]  # (shard index, key, epoch): enough to read it again on resume
     bucket: Bucket
     pixels: np.ndarray | None = None  # (H, W, 3) uint8, image shards
-    caption: str | None = None  # image shards; None = null condition
+    caption: str | None = None  # None = null condition (feature shards: from the json, if kept)
     latent: Tensor | None = None  # (128, h, w), feature shards
     text: Tensor | None = None  # (S, L, D), feature shards; None = null condition
 
@@ -137,12 +139,24 @@ def _decode_features(raw: dict, ref, field: str | None, buckets: list[Bucket]) -
     if latent is None or latent.ndim != 3:
         raise BadSample(f"{key}: {FEATURES_EXT} has no (128, h, w) latent")
     bucket = bucket_for_latent(latent.shape[1] * 16, latent.shape[2] * 16, buckets)
-    text = None
+    text = caption = None
     if field is not None:
         text = tensors.get(f"text_{field}")
         if text is None:
             raise BadSample(f"{key}: data.caption asks for text_{field}, which this sample lacks")
-    return Sample(key=key, ref=ref, bucket=bucket, latent=latent, text=text)
+        # the caption itself too (`lens prepare` keeps it in the json): a run that trains its LM
+        # encodes it again
+        caption = read_meta(raw).get("caption" if field == "dense" else "brief")
+    return Sample(key=key, ref=ref, bucket=bucket, latent=latent, text=text, caption=caption)
+
+
+def stored_size(raw: dict, sample: Sample) -> tuple[int, int]:
+    """(height, width) in pixels of a decoded sample as stored, before any fit to its bucket."""
+    if sample.latent is not None:
+        return sample.latent.shape[1] * 16, sample.latent.shape[2] * 16
+    ext = next(e for e in IMAGE_EXTS if e in raw)
+    with Image.open(io.BytesIO(raw[ext])) as image:  # reads the header only
+        return image.height, image.width
 
 
 def sample_kind(sample: Sample) -> str:
