@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lens.cli import main
+from lens.errors import LensError
 from lens.train.config import load_config
 from lens.train.encoders import build_text
 from lens.train.export import load_run, load_trained_text
@@ -72,4 +73,23 @@ def test_frozen_runs_are_unchanged_and_feature_shards_feed_a_trained_lm(tmp_path
     assert load_trained_text(run, 2) is None
     joint, run = _run(tmp_path, "joint", f"data.shards={feats}", "encoders.text_training=joint", steps=2)
     assert joint["losses"][0] != frozen["losses"][0] or joint["losses"][1] != frozen["losses"][1]
+    pretrained = _lm_vector(build_text("tiny", load_config("debug").model, torch.float32)[0])
+    assert not torch.equal(_lm_vector(load_trained_text(run, 2)[0]), pretrained)  # captions reached the LM
     assert main(["eval", "text-gain", str(run), "--samples", "2"]) == 0
+
+
+def test_a_trained_lm_needs_the_caption_text_of_feature_samples():
+    from lens.resolution import Bucket
+    from lens.train.batches import encode_microbatch
+    from lens.train.encoders import FrozenEncoders
+    from lens.train.loader import Microbatch
+    from lens.train.samples import Sample
+
+    encoders = FrozenEncoders(load_config("debug"), torch.device("cpu"), vae=False, text=True)
+    encoders.train_text(scratch=False, seed=0)
+    sample = Sample(
+        key="k0", ref=(0, "k0", 0), bucket=Bucket(64, 64, 1), latent=torch.zeros(128, 4, 4),
+        text=torch.zeros(3, 2, 24), caption=None,
+    )  # fmt: skip
+    with pytest.raises(LensError, match="k0: a run that trains its text encoder needs the caption text"):
+        encode_microbatch(Microbatch([sample], packed=False), encoders, torch.device("cpu"))

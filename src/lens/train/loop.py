@@ -158,9 +158,8 @@ class Trainer:
         self.metrics = Metrics(self.run_dir, cfg.log, info, cfg.train.steps, self.step)
         self.hooks = build_hooks(self, cfg.log.evals) if cfg.log.eval_every > 0 else []
         self._prompt_features = None
-        n_params = sum(
-            p.numel() for p in self.trained.parameters()
-        )  # a DTensor shard reports its global size
+        # a DTensor shard reports its global size
+        n_params = sum(p.numel() for p in self.trained.parameters())
         log.info(
             "run %s | %s shards (%s) | %d buckets%s | %.1fM parameters | %d process(es) on %s",
             self.run_dir, len(self.shard_paths), self.kind, len(self.buckets),

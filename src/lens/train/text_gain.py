@@ -56,18 +56,19 @@ def run_text_gain(
             where = "" if size is None else f" stored at {size[0]}x{size[1]}"
             raise LensError(f"no readable sample{where} with a {caption} caption in {shards}")
         raw[size] = samples, len(samples)
-    sets = {size: (encode_fixed(samples, encoders, device), n) for size, (samples, n) in raw.items()}
     bf16 = cfg.train.precision == "bf16"
 
     def autocast():  # as the run's hook computed it
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
-    rows = []
+    rows, sets = [], None
     for step in list(steps) or [None]:
         _, model, found, prefix = load_run(run_dir, weights, step)
         trained_text = load_trained_text(run_dir, found)
-        if trained_text is not None:  # a run that trained its LM: its captions, its features
+        if trained_text is not None:  # a run that trained its LM: its captions, its features, per step
             encoders.use_text(*trained_text)
+            sets = None
+        if sets is None:
             sets = {size: (encode_fixed(samples, encoders, device), n) for size, (samples, n) in raw.items()}
         for size, ((inputs, null_inputs), n) in sets.items():
             losses = captioned_vs_null(model, cfg.objective, inputs, null_inputs, autocast)
