@@ -11,33 +11,24 @@ the difference, separately for object and background tokens. docs/nano-experimen
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 import numpy as np
 import torch
 
 from lens.inference import load_pipeline
 from lens.latents import LatentCodec, to_tokens
-from lens.world.captions import dense_caption
-from lens.world.render import render_scene
-from lens.world.sampler import random_scene
+from lens.nano.probes import object_mask, probe_scenes
 
 SIZE = 128  # the nano's native size: an (8, 8) latent token grid
 
 
 def scenes(n: int, objects: int | None = None, size: int = SIZE):
     """(B, 3, H, W) pixels in [-1, 1], (B, tokens) bool object-token masks, dense captions."""
-    pixels, masks, captions = [], [], []
+    probes = probe_scenes(n, objects, (size, size))
     grid = size // 16
-    for seed in range(10_000, 10_000 + n):  # seeds outside the training shards' range
-        scene = random_scene(seed, objects)
-        full = np.asarray(render_scene(scene, size, size), dtype=np.float32)
-        empty = np.asarray(render_scene(dataclasses.replace(scene, objects=[]), size, size), dtype=np.float32)
-        changed = np.abs(full - empty).max(-1) > 24  # (H, W)
-        masks.append(torch.from_numpy(changed.reshape(grid, 16, grid, 16).mean((1, 3)) > 0.05).reshape(-1))
-        pixels.append(torch.from_numpy(full).permute(2, 0, 1) / 127.5 - 1)
-        captions.append(dense_caption(scene, seed))
-    return torch.stack(pixels), torch.stack(masks), captions
+    masks = [object_mask(p.scene, size, size).reshape(grid, 16, grid, 16).mean((1, 3)) > 0.05 for p in probes]
+    pixels = torch.from_numpy(np.stack([p.pixels for p in probes])).permute(0, 3, 1, 2) * 2 - 1
+    return pixels, torch.from_numpy(np.stack(masks)).reshape(n, -1), [p.caption for p in probes]
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@
 - `lens.nano.latent_stats`: the VAE's BatchNorm statistics from its training latents, PSNR, pictures.
 - `lens.nano.loop`: the shared training loop (warm-up + cosine LR, step or time budget, loss log).
 - `lens.nano.build`: `build_components`, all of the above into `tokenizer/`, `text_encoder/`, `vae/`.
+- `lens.nano.probes`: the colour-swap probe of what a trained denoiser takes from its caption.
 
 Submodules are imported explicitly so that `import lens.nano` stays free of torch.
 """

@@ -1,0 +1,101 @@
+"""The colour-swap probe: swapped captions change only colour words, and the score reads a perfect
+caption follower as 1 and a caption-blind model as 0."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lens.nano.probes import colour_swap, object_mask, probe_scenes, swap_colour, swapped_scene, x0_reader
+from lens.world.render import render_scene
+from lens.world.vocab import COLORS
+
+SIZE = (64, 64)
+
+
+@pytest.fixture(scope="module")
+def probes():
+    return probe_scenes(12, objects=1, size=SIZE)
+
+
+def _changed_words(a: str, b: str) -> set[tuple[str, str]]:
+    wa, wb = a.split(), b.split()
+    assert len(wa) == len(wb), (a, b)
+    return {(x.strip(".,"), y.strip(".,")) for x, y in zip(wa, wb) if x != y}
+
+
+def test_object_swap_changes_only_the_colour_words(probes):
+    for p in probes:
+        caption, old, new = swap_colour(p, "object")
+        obj = p.scene.objects[0]
+        changed = _changed_words(p.caption, caption) - {("a", "an"), ("an", "a")}
+        (pair,) = changed
+        assert pair[0] == obj.color and pair[1] != obj.color
+        assert new == tuple(c / 255 for c in COLORS[pair[1]]) and old == tuple(c / 255 for c in obj.rgb)
+
+
+def test_background_swap_flips_light_and_dark_plain_backgrounds_only(probes):
+    swapped = 0
+    for p in probes:
+        got = swap_colour(p, "background")
+        bg = p.scene.background
+        if bg.kind != "plain" or bg.tone == "mid":
+            assert got is None
+            continue
+        caption, old, new = got
+        swapped += 1
+        assert (sum(old) > 1.5) != (sum(new) > 1.5)  # light <-> dark
+        new_name = swapped_scene(p, "background")[0].background.name
+        assert (
+            caption.replace(new_name, "X") == p.caption.replace(bg.name, "X") != caption
+        )  # only the name changed
+    assert swapped > 0
+    with pytest.raises(ValueError, match="object.*background"):
+        swap_colour(probes[0], "sky")
+
+
+def _renderer(probes, follow: bool, target: str):
+    """An oracle x0 reader: the image of the scene each caption describes (follow), or always the true one."""
+    scenes = {}
+    for p in probes:
+        scenes[p.caption] = p.scene
+        got = swapped_scene(p, target)
+        if got is not None:
+            scenes[swap_colour(p, target)[0]] = got[0]
+
+    def read(idx, captions, sigma):
+        shown = [scenes[c] if follow else probes[i].scene for i, c in zip(idx, captions)]
+        return np.stack([np.asarray(render_scene(s, *SIZE), np.float32) / 255 for s in shown])
+
+    return read
+
+
+def test_a_caption_follower_scores_one_and_a_blind_model_zero(probes):
+    follow = colour_swap(_renderer(probes, True, "object"), probes, "object", sigmas=(1.0,))[1.0]
+    blind = colour_swap(_renderer(probes, False, "object"), probes, "object", sigmas=(1.0,))[1.0]
+    assert follow["n"] == len(probes)
+    assert 0.95 < follow["swap"] < 1.05 and follow["anywhere"] > 0.8, follow
+    assert blind["swap"] == 0.0 and blind["anywhere"] == 0.0, blind
+    assert follow["error"] < 0.05  # the true caption's prediction is the true colour
+    background = colour_swap(_renderer(probes, True, "background"), probes, "background", sigmas=(1.0,))[1.0]
+    assert 0 < background["n"] < len(probes) and 0.95 < background["swap"] < 1.05, background
+
+
+def test_object_mask_covers_the_object_only():
+    (p,) = probe_scenes(1, objects=1, size=SIZE)
+    mask = object_mask(p.scene, *SIZE)
+    obj = p.scene.objects[0]
+    ys, xs = np.nonzero(mask)
+    assert 0 < mask.mean() < 0.3
+    assert abs(xs.mean() / SIZE[1] - obj.x) < 0.1 and abs(ys.mean() / SIZE[0] - obj.y) < 0.1
+
+
+def test_x0_reader_runs_a_pipeline_end_to_end(probes):
+    from lens.testing import tiny_random_pipeline
+
+    pipe = tiny_random_pipeline(height=SIZE[0], width=SIZE[1])
+    read = x0_reader(pipe, probes)
+    images = read([0, 2], [probes[0].caption, probes[2].caption], 0.5)
+    assert images.shape == (2, *SIZE, 3) and images.min() >= 0 and images.max() <= 1
+    rows = colour_swap(read, probes[:4], "object", sigmas=(0.5, 1.0))
+    assert set(rows) == {0.5, 1.0} and all(np.isfinite(r["swap"]) for r in rows.values())
