@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from lens.latents import LatentCodec
 from lens.nano.probes import colour_swap, object_mask, probe_scenes, swap_colour, swapped_scene, x0_reader
+from lens.testing import tiny_random_pipeline
 from lens.world.render import render_scene
 from lens.world.vocab import COLORS
 
@@ -46,9 +49,8 @@ def test_background_swap_flips_light_and_dark_plain_backgrounds_only(probes):
         swapped += 1
         assert (sum(old) > 1.5) != (sum(new) > 1.5)  # light <-> dark
         new_name = swapped_scene(p, "background")[0].background.name
-        assert (
-            caption.replace(new_name, "X") == p.caption.replace(bg.name, "X") != caption
-        )  # only the name changed
+        only_the_name_changed = caption.replace(new_name, "X") == p.caption.replace(bg.name, "X")
+        assert only_the_name_changed and caption != p.caption
     assert swapped > 0
     with pytest.raises(ValueError, match="object.*background"):
         swap_colour(probes[0], "sky")
@@ -91,11 +93,18 @@ def test_object_mask_covers_the_object_only():
 
 
 def test_x0_reader_runs_a_pipeline_end_to_end(probes):
-    from lens.testing import tiny_random_pipeline
-
     pipe = tiny_random_pipeline(height=SIZE[0], width=SIZE[1])
     read = x0_reader(pipe, probes)
     images = read([0, 2], [probes[0].caption, probes[2].caption], 0.5)
     assert images.shape == (2, *SIZE, 3) and images.min() >= 0 and images.max() <= 1
+    # at sigma 0, x_t is the clean latent whatever the model says: the VAE's own reconstruction of
+    # exactly the probes asked for, in the order asked
+    codec = LatentCodec(pipe.vae)
+    pixels = torch.from_numpy(np.stack([probes[2].pixels, probes[0].pixels])).permute(0, 3, 1, 2) * 2 - 1
+    with torch.no_grad():
+        recon = ((codec.decode(codec.encode(pixels)).clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+    clean = read([2, 0], [probes[2].caption, probes[0].caption], 0.0)
+    np.testing.assert_allclose(clean, recon, atol=1e-5)
+    assert not np.allclose(clean[0], clean[1])
     rows = colour_swap(read, probes[:4], "object", sigmas=(0.5, 1.0))
     assert set(rows) == {0.5, 1.0} and all(np.isfinite(r["swap"]) for r in rows.values())
