@@ -3,7 +3,7 @@
 #   1. the bundled model: `lens nano build` (world shards, denoiser, export, CFG sweep at 4 images/prompt)
 #   2. experiment (a), concurrently: dense vs brief vs mixed captions, Nano-Eval over steps
 #   3. experiment (b): the model at the held-out buckets (1:2, 2:1, the largest area)
-#   4. the colour-swap probe (scripts/nano_binding.py): does it colour what the caption names?
+#   4. the colour-swap probe (`lens eval probe`): does it colour what the caption names?
 # Needs the frozen components in $COMPONENTS (`lens nano build-components`), and on a machine without
 # the package installed, the wheels in .wheels/. Everything worth keeping lands in $OUT:
 # the transformer split in 15 MB parts (files back from the device are capped at 16 MiB) and results.tgz.
@@ -67,7 +67,7 @@ fi
 # 4. does the model colour what its caption names? (the colour-swap probe: ~0 on every CPU-sized model)
 if [[ -f $WORK/main/pipeline/model_index.json ]]; then
   for T in object background; do
-    $PY scripts/nano_binding.py "$WORK/main/pipeline" --target $T --scenes 64 2>&1 | grep -v "Loading"
+    $PY -m lens eval probe --model "$WORK/main/pipeline" --target $T --scenes 64 2>&1 | grep -v "Loading"
   done | tee "$WORK/binding.md"
 fi
 wait $ARMS; echo "captions experiment exit $?"; tail -24 "$WORK/captions.log"

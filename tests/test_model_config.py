@@ -7,6 +7,9 @@ import torch
 
 from lens.errors import LensError
 from lens.model.transformer import LensTransformer2DModel
+from lens.train.config import load_config
+
+from .conftest import TINY_DENOISER
 
 RELEASED_CONFIG = {
     "_class_name": "LensTransformer2DModel",
@@ -83,6 +86,7 @@ def test_released_config_verbatim_keys_and_parameter_count(tmp_path):
     assert sum(p.numel() for p in model.parameters()) == 4_104_225_152
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert shapes == released_shapes()
+    assert model.config.pos_embed == "rope"  # the released config predates the option: rotary only
 
 
 def test_default_config_is_the_released_model():
@@ -90,6 +94,43 @@ def test_default_config_is_the_released_model():
         model = LensTransformer2DModel()
     assert sum(p.numel() for p in model.parameters()) == 4_104_225_152
     assert model.config.selected_layer_index == (5, 11, 17, 23)
+    assert model.config.pos_embed == "rope"
+
+
+def test_sincos_positions_add_no_parameters_or_state():
+    with torch.device("meta"):
+        rope = LensTransformer2DModel()
+        sincos = LensTransformer2DModel(pos_embed="rope+sincos")
+    assert sum(p.numel() for p in sincos.parameters()) == 4_104_225_152
+    shapes = {k: tuple(v.shape) for k, v in sincos.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in rope.state_dict().items()} == released_shapes()
+    assert [n for n, _ in sincos.named_buffers()] == [n for n, _ in rope.named_buffers()]
+
+
+def test_sincos_option_survives_save_and_load(tmp_path):
+    torch.manual_seed(0)
+    model = LensTransformer2DModel(**TINY_DENOISER, pos_embed="rope+sincos").eval()
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["pos_embed"] == "rope+sincos"
+    loaded = LensTransformer2DModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.pos_embed == "rope+sincos"
+    g = torch.Generator().manual_seed(1)
+    x, enc, t = torch.randn(1, 12, 128, generator=g), torch.randn(1, 5, 2, 24, generator=g), torch.rand(1)
+    with torch.no_grad():
+        want = model(x, enc, t, image_grid=(3, 4)).sample
+        got = loaded(x, enc, t, image_grid=(3, 4)).sample
+    # equal weights, but bit-equality is not promised: CPU kernels may sum in another order for the
+    # loaded (memory-mapped) tensors; without the sincos table the outputs would differ by ~1
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_training_config_carries_pos_embed_and_refuses_unknown_ones():
+    kwargs = load_config("debug", ["model.pos_embed=rope+sincos"]).model.model_kwargs()
+    with torch.device("meta"):
+        assert LensTransformer2DModel(**kwargs).config.pos_embed == "rope+sincos"
+    assert load_config("debug").model.model_kwargs()["pos_embed"] == "rope"
+    with pytest.raises(LensError, match=r"model.pos_embed must be one of rope, rope\+sincos, got 'bogus'"):
+        load_config("debug", ["model.pos_embed=bogus"])
 
 
 def test_sizes_are_configurable():
@@ -115,6 +156,16 @@ def test_sizes_are_configurable():
         ({"axes_dims_rope": [8, 28, 20]}, "axes_dims_rope"),
         ({"gate_mlp": False}, "gate_mlp"),
         ({"selected_layer_index": []}, "selected_layer_index"),
+        ({"pos_embed": "sincos"}, r"pos_embed must be one of rope, rope\+sincos, got 'sincos'"),
+        (
+            {
+                "pos_embed": "rope+sincos",
+                "num_attention_heads": 3,
+                "attention_head_dim": 18,
+                "axes_dims_rope": [6, 6, 6],
+            },
+            "divisible by 4",
+        ),
     ],
 )
 def test_bad_configs_are_refused(bad, words):

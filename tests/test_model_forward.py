@@ -8,7 +8,10 @@ import torch
 from lens.errors import LensError
 from lens.model import block as block_module
 from lens.model.layout import Pack
-from lens.model.rope import apply_rope, image_positions, rope_table, text_positions
+from lens.model.rope import apply_rope, image_positions, rope_table, sincos_embedding, text_positions
+from lens.model.transformer import LensTransformer2DModel
+
+from .conftest import TINY_DENOISER
 
 
 def _inputs(b=2, h=3, w=4, s=5, layers=2, dim=24, seed=0):
@@ -69,15 +72,52 @@ def test_any_grid(tiny_denoiser, grid):
     assert tiny_denoiser(x, enc, t, image_grid=grid).sample.shape == (1, grid[0] * grid[1], 128)
 
 
-def test_pack_matches_individual_samples(tiny_denoiser):
+def _with_pos_embed(model, pos_embed):
+    """The same weights under another `pos_embed`."""
+    if pos_embed == model.config.pos_embed:
+        return model
+    other = LensTransformer2DModel(**TINY_DENOISER, pos_embed=pos_embed).eval()
+    other.load_state_dict(model.state_dict())
+    return other
+
+
+@pytest.mark.parametrize("pos_embed", ["rope", "rope+sincos"])
+def test_pack_matches_individual_samples(tiny_denoiser, pos_embed):
+    model = _with_pos_embed(tiny_denoiser, pos_embed)
     grids, lens = ((3, 4), (2, 2), (1, 5)), (5, 0, 3)
     samples = [_inputs(b=1, h=h, w=w, s=s, seed=i) for i, ((h, w), s) in enumerate(zip(grids, lens))]
-    singles = [tiny_denoiser(x, e, t, image_grid=g).sample for (x, e, t), g in zip(samples, grids)]
+    singles = [model(x, e, t, image_grid=g).sample for (x, e, t), g in zip(samples, grids)]
     x = torch.cat([s[0] for s in samples], dim=1)
     enc = torch.cat([s[1] for s in samples], dim=1)
     t = torch.cat([s[2] for s in samples])
-    packed = tiny_denoiser(x, enc, t, pack=Pack(grids, lens)).sample
+    packed = model(x, enc, t, pack=Pack(grids, lens)).sample
     torch.testing.assert_close(packed, torch.cat(singles, dim=1), atol=1e-5, rtol=1e-5)
+
+
+def test_sincos_positions_in_padded_batches_match_single_samples(tiny_denoiser):
+    model = _with_pos_embed(tiny_denoiser, "rope+sincos")
+    x, enc, t = _inputs()
+    mask = torch.tensor([[True] * 3 + [False] * 2, [True] * 5])
+    out = model(x, enc, t, image_grid=(3, 4), encoder_attention_mask=mask).sample
+    torch.testing.assert_close(out[:1], model(x[:1], enc[:1, :3], t[:1], image_grid=(3, 4)).sample)
+    torch.testing.assert_close(out[1:], model(x[1:], enc[1:], t[1:], image_grid=(3, 4)).sample)
+
+
+@pytest.mark.parametrize("grid", [(3, 4), (5, 2)])
+def test_sincos_is_rope_plus_the_table_after_img_in(tiny_denoiser, grid):
+    sincos = _with_pos_embed(tiny_denoiser, "rope+sincos")
+    x, enc, t = _inputs(h=grid[0], w=grid[1])
+    rope_out = tiny_denoiser(x, enc, t, image_grid=grid).sample
+    sincos_out = sincos(x, enc, t, image_grid=grid).sample
+    assert (sincos_out - rope_out).abs().max() > 0.1  # the same weights see the absolute places
+    table = sincos_embedding(image_positions(*grid), tiny_denoiser.inner_dim)  # (N, D)
+    assert table.shape == (grid[0] * grid[1], 32) and len(set(table.tolist()[0])) > 2
+    hook = tiny_denoiser.img_in.register_forward_hook(lambda module, args, out: out + table)
+    try:
+        by_hand = tiny_denoiser(x, enc, t, image_grid=grid).sample
+    finally:
+        hook.remove()
+    torch.testing.assert_close(sincos_out, by_hand, atol=1e-6, rtol=1e-6)
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_denoiser):

@@ -37,6 +37,20 @@ def test_object_swap_changes_only_the_colour_words(probes):
         assert new == tuple(c / 255 for c in COLORS[pair[1]]) and old == tuple(c / 255 for c in obj.rgb)
 
 
+def test_a_verbose_probe_swaps_within_its_own_style():
+    from lens.world.captions import dense_caption
+
+    (p,) = probe_scenes(1, objects=1, size=SIZE, style="verbose")
+    caption, _, _ = swap_colour(p, "object")
+    swapped = swapped_scene(p, "object")[0]
+    assert p.style == "verbose" and p.caption == dense_caption(p.scene, p.seed, style="verbose")
+    assert caption == dense_caption(swapped, p.seed, style="verbose")
+    assert len(caption.split()) > 2 * len(dense_caption(swapped, p.seed).split())  # not the compact one
+    changed = _changed_words(p.caption, caption) - {("a", "an"), ("an", "a")}
+    assert {pair[0] for pair in changed} == {p.scene.objects[0].color}
+    assert {pair[1] for pair in changed} == {swapped.objects[0].color}
+
+
 def test_background_swap_flips_light_and_dark_plain_backgrounds_only(probes):
     swapped = 0
     for p in probes:

@@ -96,7 +96,7 @@ def test_pipeline_save_and_load_round_trip(pipe, tmp_path):
     kw = dict(num_inference_steps=2, output_type="np")
     a = pipe("a green star", generator=_gen(3), **kw).images
     b = loaded("a green star", generator=_gen(3), **kw).images
-    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(a, b, atol=1e-5)  # same weights; summation order may differ by CPU
 
 
 def test_diffusion_pipeline_resolves_released_class_names(pipe, tmp_path):

@@ -93,3 +93,23 @@ def test_a_trained_lm_needs_the_caption_text_of_feature_samples():
     )  # fmt: skip
     with pytest.raises(LensError, match="k0: a run that trains its text encoder needs the caption text"):
         encode_microbatch(Microbatch([sample], packed=False), encoders, torch.device("cpu"))
+
+
+def test_a_trained_lm_exports_under_the_released_name(tmp_path):
+    from lens.pipeline import LensPipeline
+    from lens.testing import TINY_LM_WIDTH, tiny_random_pipeline
+
+    source = tmp_path / "frozen"
+    tiny_random_pipeline().save_pretrained(str(source), safe_serialization=True)
+    index_file = source / "model_index.json"
+    index = json.loads(index_file.read_text())  # as frozen folders before the fix named it
+    index_file.write_text(json.dumps(index | {"text_encoder": ["transformers", "GptOssForCausalLM"]}))
+    extra = [f"encoders.source={source}", f"model.enc_hidden_dim={TINY_LM_WIDTH}"]
+    _, run = _run(tmp_path, "joint", *extra, "encoders.text_training=joint", steps=2)
+    out = tmp_path / "pipe"
+    assert main(["export", str(run), str(out)]) == 0
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["text_encoder"] == ["transformers", "LensGptOssEncoder"]
+    pipe = LensPipeline.from_pretrained(str(out))
+    assert type(pipe.text_encoder).__name__ == "LensGptOssEncoder"
+    assert torch.equal(_lm_vector(pipe.text_encoder), _lm_vector(load_trained_text(run, 2)[0]))

@@ -1,10 +1,13 @@
 """The nano reasoner: short GenEval-style prompts -> dense captions that keep every requirement."""
 
+import re
+
 import pytest
 
 from lens.errors import LensError
 from lens.eval import detect, evaluate, nano_prompts
-from lens.world import parse_prompt, phrase, reason, render_scene, rewrite_prompt
+from lens.world import dense_caption, parse_prompt, phrase, reason, render_scene, rewrite_prompt
+from lens.world.compact import RELATIONS as COMPACT_RELATIONS
 from lens.world.vocab import NUMBERS, plural
 
 PROMPTS = nano_prompts()
@@ -16,30 +19,38 @@ def test_parse_inverts_phrase_for_every_suite_prompt():
         assert parse_prompt(md["prompt"]) == md
 
 
-def test_dense_caption_mentions_every_requirement_in_every_category():
+# how each style states the prompt's relation (verbose: its first wording, compact: any of its own)
+KEPT_WORDS = {
+    "verbose": {
+        "left of": ("to the left of",),
+        "right of": ("to the right of",),
+        "above": ("above",),
+        "below": ("below",),
+    },
+    "compact": COMPACT_RELATIONS,
+}
+
+
+@pytest.mark.parametrize("style", ["compact", "verbose"])
+def test_dense_caption_mentions_every_requirement_in_every_category(style):
     tags = set()
     for md in PROMPTS:
-        text, scene = reason(md["prompt"])
+        text, scene = reason(md["prompt"], style=style)
         tags.add(md["tag"])
-        assert len(text.split()) >= 50
+        n_words = len(text.split())
+        assert (n_words >= 50) if style == "verbose" else (n_words <= 47), (style, text)
         for req in md["include"]:
             n, shape, color = req["count"], req["class"], req.get("color")
             if n > 1:
-                assert f"{NUMBERS[n]} " in text and plural(shape) in text, (md["prompt"], text)
+                assert f"{NUMBERS[n]} " in text.lower() and plural(shape) in text, (md["prompt"], text)
                 assert sum(o.shape == shape for o in scene.objects) == n
             assert shape in text
             if color:
                 assert f"{color} {shape}" in text or f"{color} {plural(shape)}" in text
         if md["tag"] == "position":
             target, mover = md["include"][0]["class"], md["include"][1]["class"]
-            words = {
-                "left of": "to the left of",
-                "right of": "to the right of",
-                "above": "above",
-                "below": "below",
-            }
-            relation = md["include"][1]["position"][0]
-            assert f"{mover} is {words[relation]} the {target}" in text, text
+            words = "|".join(KEPT_WORDS[style][md["include"][1]["position"][0]])
+            assert re.search(rf"\b{mover} is (?:{words}) the {target}\b", text), text
     assert tags == {"single_object", "two_object", "counting", "colors", "position", "color_attr"}
 
 
@@ -50,10 +61,23 @@ def test_reasoned_scene_satisfies_its_prompt_when_rendered():
         assert correct, (md["prompt"], why)
 
 
+def test_reasoner_writes_compact_captions_by_default_and_verbose_on_request():
+    p = "a photo of two red circles"
+    text, scene = reason(p)
+    assert text == dense_caption(scene, style="compact") == rewrite_prompt(p, style="compact")
+    verbose, same = reason(p, style="verbose")
+    assert same == scene and verbose == dense_caption(scene, style="verbose")
+    assert len(verbose.split()) > 2 * len(text.split())
+    assert "two circles" in text.lower() and len(re.findall(r"\ba [a-z-]+ red circle ", text)) == 2
+    assert "two red circles" in verbose
+    with pytest.raises(LensError, match="unknown caption style 'long'"):
+        rewrite_prompt(p, style="long")
+
+
 def test_reasoner_is_deterministic_and_rejects_unknown_prompts():
     p = "a photo of two red circles"
     assert rewrite_prompt(p) == rewrite_prompt(p)
     assert rewrite_prompt(p, seed=1) != rewrite_prompt(p, seed=2)
-    assert "two red circles" in rewrite_prompt(p)
+    assert rewrite_prompt(p, seed=1, style="verbose") != rewrite_prompt(p, seed=2, style="verbose")
     with pytest.raises(LensError, match="write it like GenEval"):
         rewrite_prompt("a photo of a cat")

@@ -9,8 +9,18 @@ import pytest
 import webdataset as wds
 
 from lens.cli import main
+from lens.cli.world import STYLES
 from lens.errors import LensError
-from lens.world import Scene, brief_caption, dense_caption, read_shards, render_scene, write_shards
+from lens.world import (
+    Scene,
+    brief_caption,
+    dense_caption,
+    read_shards,
+    render_scene,
+    rewrite_prompt,
+    write_shards,
+)
+from lens.world.captions import CAPTION_STYLES
 
 
 def test_write_and_read_shards_with_webdataset(tmp_path):
@@ -64,7 +74,35 @@ def test_cli_generate(tmp_path, capsys):
     assert "multiple of 16" in capsys.readouterr().err
     assert main(["world", "sample", "--seed", "2"]) == 0
     printed = capsys.readouterr().out
-    assert json.loads(printed.split("scene: ", 1)[1])["seed"] == 2
+    scene = Scene.from_dict(json.loads(printed.split("scene: ", 1)[1]))
+    assert scene.seed == 2
+    for style in ("compact", "verbose"):
+        assert f"dense ({style}): {dense_caption(scene, style=style)}\n" in printed
+
+
+def test_caption_style_of_shards_and_cli(tmp_path, capsys):
+    assert STYLES == CAPTION_STYLES  # the CLI's choices (kept literal so `lens --help` stays fast)
+    verbose = list(read_shards(write_shards(str(tmp_path / "v"), 3, seed=5, caption_style="verbose")[0]))
+    compact = list(read_shards(write_shards(str(tmp_path / "c"), 3, seed=5)[0]))
+    for v, c in zip(verbose, compact):
+        assert v.scene == c.scene and v.brief == c.brief
+        assert v.caption == dense_caption(v.scene, style="verbose") != c.caption
+        assert c.caption == dense_caption(c.scene, style="compact")
+    with pytest.raises(LensError, match="unknown caption style 'long'; use one of compact, verbose"):
+        write_shards(str(tmp_path / "bad"), 2, caption_style="long")
+    assert not (tmp_path / "bad").exists()  # refused before writing anything
+    out = tmp_path / "cli"
+    args = ["world", "generate", "--out", str(out), "--n", "3", "--seed", "5", "--caption-style", "verbose"]
+    assert main(args) == 0
+    assert [s.caption for s in read_shards(str(out))] == [s.caption for s in verbose]
+    capsys.readouterr()
+    prompt = "a photo of a red circle left of a blue star"
+    for style in ("compact", "verbose"):
+        assert main(["world", "reason", prompt, "--caption-style", style]) == 0
+        assert capsys.readouterr().out == rewrite_prompt(prompt, style=style) + "\n"
+    with pytest.raises(SystemExit):
+        main(["world", "reason", prompt, "--caption-style", "long"])
+    assert "invalid choice: 'long'" in capsys.readouterr().err
 
 
 def test_objects_option_gives_scenes_of_exactly_n_objects(tmp_path):

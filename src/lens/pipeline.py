@@ -30,12 +30,25 @@ from lens.text.encoder import encode_prompts
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 # The released model_index.json names our classes under the libraries they extend, and the tokenizer
-# by its transformers-4 name (transformers 5 calls the same class TokenizersBackend).
+# by its transformers-4 name (transformers 5 calls the same class TokenizersBackend). A GPT-OSS that
+# AutoModelForCausalLM loaded (training's encoders) is the same model as LensGptOssEncoder.
 RELEASED_NAMES = {
     "LensTransformer2DModel": ("diffusers", "LensTransformer2DModel"),
     "LensGptOssEncoder": ("transformers", "LensGptOssEncoder"),
+    "GptOssForCausalLM": ("transformers", "LensGptOssEncoder"),
     "TokenizersBackend": ("transformers", "PreTrainedTokenizerFast"),
 }
+
+
+def released_index(index: dict) -> dict:
+    """A model_index.json with every component's class under its released name (older folders wrote
+    e.g. ["transformers", "GptOssForCausalLM"] for the text encoder)."""
+    return {
+        key: list(RELEASED_NAMES[value[1]])
+        if isinstance(value, list) and len(value) == 2 and value[1] in RELEASED_NAMES
+        else value
+        for key, value in index.items()
+    }
 
 
 @dataclass

@@ -1,10 +1,15 @@
-"""`lens eval`: Nano-Eval, a GenEval-style benchmark for the shapes world."""
+"""`lens eval`: Nano-Eval, a GenEval-style benchmark for the shapes world, and the nano model's probes."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+from lens.cli.options import add_caption_style
+from lens.errors import LensError
+
+BUNDLED = "the bundled Lens-Nano"
 
 
 def register(subparsers) -> None:
@@ -53,7 +58,53 @@ def register(subparsers) -> None:
     g.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")
     g.add_argument("--out-dir", help="also write the images in GenEval's layout, one folder per setting")
     g.add_argument("--json", help="also write the rows as JSON to this file")
+    add_caption_style(g, "the reasoner's rewrites (use the style the model trained on)")
     g.set_defaults(func=_run)
+
+    b = sub.add_parser(
+        "probe",
+        help="the colour-swap probe: does a model colour what its caption names?",
+        description="Held-out scenes at each pipeline's native size, dense captions: with the same noisy "
+        "latents, the x0 predictions under the true caption and under a copy whose object colour (or plain "
+        "background tone) is swapped are decoded and compared (lens.nano.probes). Prints `swap` per sigma, "
+        "1 = follows the colour word, 0 = ignores it, and in brackets `anywhere`, the colour wherever the "
+        "model puts it. Runs on the CPU.",
+    )
+    b.add_argument("--model", nargs="+", default=[None], help=f"pipeline folders (default: {BUNDLED})")
+    b.add_argument("--target", choices=("object", "background"), default="object")
+    b.add_argument("--scenes", type=int, default=32, help="scenes drawn (some cannot swap a background)")
+    b.add_argument("--objects", type=int, default=1, help="objects per scene (0: the world's 1-4)")
+    b.add_argument("--sigmas", type=float, nargs="+", default=[0.7, 0.9, 0.95, 0.98, 1.0])
+    add_caption_style(b, "the probe captions (use the style the model trained on)")
+    b.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    b.set_defaults(func=_probe)
+
+    a = sub.add_parser(
+        "gate",
+        help="the cheap gate: does a model draw the colour and the shape it is asked for?",
+        description="Generates 'a photo of a {colour} {shape}' for every chromatic colour and shape, --seeds "
+        "images each, at the pipeline's native size, and prints the shares of images in which the Nano-Eval "
+        "analyser finds the named colour, the named shape, and both on one object (lens.eval.gates).",
+    )
+    a.add_argument("--model", help=f"pipeline folder (default: {BUNDLED})")
+    a.add_argument("--seeds", type=int, default=2, help="images per prompt (default 2: 128 images)")
+    a.add_argument("--guidance", type=float, help="CFG scale (default: the pipeline's)")
+    a.add_argument("--steps", type=int, default=20)
+    a.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")
+    a.add_argument("--json", help="also write the scores as JSON to this file")
+    a.set_defaults(func=_gate)
+
+    c = sub.add_parser(
+        "colour-share",
+        help="how much of a colour token's text feature (after txt_in) its colour word decides",
+        description="Captions held-out probe scenes once per colour of their first object and prints the "
+        "share of the denoiser's projected text feature at the colour token that varies with the colour "
+        "word: 0 = the word changes nothing, ~1 = the token is all colour (lens.nano.contrast).",
+    )
+    c.add_argument("--model", help=f"pipeline folder (default: {BUNDLED})")
+    c.add_argument("--scenes", type=int, default=32, help="probe scenes (1-4 objects each)")
+    add_caption_style(c, "the probe captions (use the style the model trained on)")
+    c.set_defaults(func=_colour_share)
 
     t = sub.add_parser(
         "text-gain",
@@ -114,7 +165,6 @@ def _run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from lens.errors import LensError
     from lens.eval.sweep import format_rows, settings, sweep
     from lens.inference import load_pipeline
     from lens.world.render import parse_size
@@ -130,10 +180,75 @@ def _run(args: argparse.Namespace) -> int:
     rows = sweep(
         pipe, settings(args.guidance, sizes, modes), steps=args.steps, n_samples=args.n_samples,
         seed=args.seed, batch_size=args.batch_size, workers=workers, out_dir=args.out_dir,
+        caption_style=args.caption_style,
     )  # fmt: skip
     print(format_rows(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    import torch
+
+    from lens.inference import load_pipeline
+    from lens.nano.probes import pipeline_colour_swap
+
+    if args.threads < 1:
+        raise LensError(f"--threads must be at least 1, got {args.threads}")
+    if not all(0.0 <= s <= 1.0 for s in args.sigmas):
+        raise LensError(f"--sigmas must lie in 0..1, got {args.sigmas}")
+    torch.set_num_threads(args.threads)
+    print(f"target: {args.target}; swap (anywhere) by sigma")
+    print("| pipeline | scenes | " + " | ".join(f"sigma {s:g}" for s in args.sigmas) + " |")
+    print("| --- | ---: |" + " ---: |" * len(args.sigmas))
+    for model in args.model:
+        pipe = load_pipeline(model)
+        pipe.set_progress_bar_config(disable=True)
+        rows = pipeline_colour_swap(
+            pipe, args.scenes, args.objects or None, args.target, args.sigmas, args.caption_style
+        )
+        cells = [f"{r['swap']:.3f} ({r['anywhere']:.3f})" for r in rows.values()]
+        n = next(iter(rows.values()))["n"]
+        print(f"| {model or BUNDLED} | {n} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+def _gate(args: argparse.Namespace) -> int:
+    import torch
+
+    from lens.eval.gates import colour_shape_gate
+    from lens.eval.sweep import pipeline_generator
+    from lens.inference import load_pipeline
+
+    if args.seeds < 1 or args.steps < 1:
+        raise LensError("--seeds and --steps must be at least 1")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipe = load_pipeline(args.model, device=device, dtype=torch.float32)  # as shipped: fp32
+    pipe.set_progress_bar_config(disable=True)
+    scores = colour_shape_gate(pipeline_generator(pipe, args.steps, args.guidance), args.seeds)
+    print("| pipeline | colour | shape | both | images |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    print(
+        f"| {args.model or BUNDLED} | {scores['colour']:.3f} | {scores['shape']:.3f} "
+        f"| {scores['both']:.3f} | {scores['n']} |"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(scores, indent=2) + "\n")
+    return 0
+
+
+def _colour_share(args: argparse.Namespace) -> int:
+    from lens.inference import load_pipeline
+    from lens.nano.contrast import pipeline_colour_share
+
+    if args.scenes < 1:
+        raise LensError(f"--scenes must be at least 1, got {args.scenes}")
+    pipe = load_pipeline(args.model)
+    result = pipeline_colour_share(pipe, args.scenes, args.caption_style)
+    print("| pipeline | colour share | scenes |")
+    print("| --- | ---: | ---: |")
+    print(f"| {args.model or BUNDLED} | {result['share']:.4f} | {result['n']} |")
     return 0
 
 

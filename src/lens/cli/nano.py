@@ -3,8 +3,9 @@
 `lens nano build-components OUT_DIR` trains the frozen components from nothing on the shapes world
 (tokenizer, GPT-OSS-architecture LM, FLUX.2-class VAE) and writes them as `tokenizer/`,
 `text_encoder/` and `vae/` plus `nano_components.json` (measurements and the denoiser settings).
-`lens nano build OUT_DIR` goes on from there: world shards, the denoiser, export and Nano-Eval
-(`lens.nano.recipe`).
+`lens nano frozen COMPONENTS OUT` makes the pipeline folder without a denoiser that training's
+`encoders.source` names (`lens.nano.bundle.frozen_folder`). `lens nano build OUT_DIR` goes on from
+there: world shards, the denoiser, export and Nano-Eval (`lens.nano.recipe`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ def register(sub) -> None:
     b.add_argument("--lm-steps", type=int, default=None, help="override the planned LM steps")
     b.add_argument("--vae-steps", type=int, default=None, help="override the planned VAE steps")
     b.set_defaults(func=run_build)
+
+    f = nano.add_parser(
+        "frozen",
+        help="the frozen components as a pipeline folder without a denoiser (for encoders.source)",
+        description="Copy a `lens nano build-components` folder's tokenizer/, text_encoder/ and vae/ into OUT "
+        "and add scheduler/ and model_index.json: the released layout without transformer/, which training's "
+        "encoders.source must name so that `lens export` can copy the frozen parts.",
+    )
+    f.add_argument("components", metavar="COMPONENTS", help="a `lens nano build-components` folder")
+    f.add_argument("out", metavar="OUT", help="new output folder")
+    f.set_defaults(func=run_frozen)
 
     r = nano.add_parser(
         "build",
@@ -101,6 +113,14 @@ def run_build(args: argparse.Namespace) -> int:
         f"VAE PSNR 64px {manifest['vae']['psnr_64']} dB / 128px {manifest['vae']['psnr_128']} dB, "
         f"sizes {manifest['sizes_mb']} MB"
     )
+    return 0
+
+
+def run_frozen(args: argparse.Namespace) -> int:
+    from lens.nano.bundle import frozen_folder
+
+    out = frozen_folder(args.components, args.out)
+    print(f"{out}: frozen components of {args.components}; train with --set encoders.source={out}")
     return 0
 
 

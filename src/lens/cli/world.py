@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+STYLES = ("compact", "verbose")  # lens.world.captions.CAPTION_STYLES, not imported so --help stays fast
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -34,9 +36,10 @@ def register(subparsers) -> None:
         type=int,
         help="every scene holds exactly N objects (a curriculum stage; default: the training mixture)",
     )
+    _caption_style(g, "caption.txt's dense caption")
     g.set_defaults(func=_generate)
 
-    s = sub.add_parser("sample", help="render one scene and print its captions and scene graph")
+    s = sub.add_parser("sample", help="render one scene and print its captions (every style) and scene graph")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", default="64x64", help="HEIGHTxWIDTH, multiples of 16")
     s.add_argument("--out", help="save the image here (PNG)")
@@ -45,7 +48,17 @@ def register(subparsers) -> None:
     r = sub.add_parser("reason", help="rewrite a short GenEval-style prompt into a dense caption")
     r.add_argument("prompt", help="e.g. 'a photo of two red circles'")
     r.add_argument("--seed", type=int, default=None, help="default: derived from the prompt")
+    _caption_style(r, "the rewrite (use the style the model trained on)")
     r.set_defaults(func=_reason)
+
+
+def _caption_style(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--caption-style",
+        choices=STYLES,
+        default="compact",
+        help=f"style of {what}: compact (<= ~40 words, the default) or verbose (a ~130-word paragraph)",
+    )
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -56,6 +69,7 @@ def _generate(args: argparse.Namespace) -> int:
     paths = write_shards(
         args.out, args.n, seed=args.seed, shard_size=args.shard_size,
         geneval_fraction=args.geneval_fraction, sizes=sizes, start=args.start, objects=args.objects,
+        caption_style=args.caption_style,
     )  # fmt: skip
     shown = ", ".join(sorted({f"{h}x{w}" for h, w in sizes}))
     print(f"wrote {args.n} samples at {shown} to {len(paths)} shard(s) in {args.out}")
@@ -63,7 +77,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from lens.world.captions import brief_caption, dense_caption
+    from lens.world.captions import CAPTION_STYLES, brief_caption, dense_caption
     from lens.world.render import parse_size, render_scene
     from lens.world.sampler import sample_scene
 
@@ -72,12 +86,15 @@ def _sample(args: argparse.Namespace) -> int:
     if args.out:
         render_scene(scene, h, w).save(args.out)
         print(f"image: {args.out}")
-    print(f"brief: {brief_caption(scene)}\ndense: {dense_caption(scene)}\nscene: {scene.to_json()}")
+    print(f"brief: {brief_caption(scene)}")
+    for style in CAPTION_STYLES:
+        print(f"dense ({style}): {dense_caption(scene, style=style)}")
+    print(f"scene: {scene.to_json()}")
     return 0
 
 
 def _reason(args: argparse.Namespace) -> int:
     from lens.world.reasoner import rewrite_prompt
 
-    print(rewrite_prompt(args.prompt, args.seed))
+    print(rewrite_prompt(args.prompt, args.seed, args.caption_style))
     return 0

@@ -52,11 +52,12 @@ def evaluate(
     rewrite: bool = False,
     out_dir: str | None = None,
     workers: int = 0,
+    caption_style: str = "compact",
 ) -> dict[str, float]:
     """Score a generator on Nano-Eval (default: the 156-prompt suite, 4 images each).
 
     With `rewrite`, the generator gets the nano reasoner's dense caption of each prompt (as Lens
-    uses its reasoner) instead of the short prompt. With `out_dir`, images and results.jsonl are
+    uses its reasoner) instead of the short prompt, in `caption_style` (the style the model trained on). With `out_dir`, images and results.jsonl are
     also written in GenEval's layout, so `lens eval nano-score out_dir` reproduces the scores.
     `workers` > 1 scores in that many processes (the analyser costs ~50 ms an image) while the
     generator runs on.
@@ -64,7 +65,7 @@ def evaluate(
     prompts = list(nano_prompts() if prompts is None else prompts)
     if n_samples < 1 or batch_size < 1 or not prompts:
         raise LensError("evaluate needs prompts, n_samples >= 1 and batch_size >= 1")
-    texts = [rewrite_prompt(md["prompt"]) if rewrite else md["prompt"] for md in prompts]
+    texts = [rewrite_prompt(md["prompt"], style=caption_style) if rewrite else md["prompt"] for md in prompts]
     if out_dir:
         for i, md in enumerate(prompts):
             write_prompt_dir(out_dir, i, md)

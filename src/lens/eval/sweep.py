@@ -3,15 +3,17 @@
 `sweep(pipe, ...)` runs the full protocol (GenEval's 4 images per prompt by default) for every
 combination and returns one row per setting: the per-tag and overall scores plus the seconds it
 took. `format_rows` prints them as one table, the form docs/nano-experiments.md records.
+`pipeline_generator` is the `generate(prompts, seed)` of a pipeline that the sweep and the gate use.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from lens.eval.nano_eval import evaluate
@@ -37,6 +39,27 @@ def settings(
     return [Setting(g, h, w, r) for r, (h, w), g in itertools.product(reasoner, sizes, guidances)]
 
 
+def pipeline_generator(
+    pipe, steps: int = 20, guidance: float | None = None, height: int | None = None, width: int | None = None
+) -> Callable[[list[str], int], np.ndarray]:
+    """`generate(prompts, seed)` -> (B, H, W, 3) images, as `evaluate` and the gate take; None = the
+    pipeline's default. The noise is drawn on the CPU, so a seed gives the same images on CPU and GPU."""
+
+    def generate(texts: list[str], seed: int) -> np.ndarray:
+        out = pipe(
+            texts,
+            height=height,
+            width=width,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=torch.Generator().manual_seed(seed),
+            output_type="np",
+        )
+        return out.images
+
+    return generate
+
+
 def sweep(
     pipe,
     grid: Sequence[Setting],
@@ -47,29 +70,19 @@ def sweep(
     workers: int = 0,
     out_dir: str | None = None,
     prompts: Sequence[dict] | None = None,
+    caption_style: str = "compact",
 ) -> list[dict]:
-    """One row per setting: {"setting", "guidance", "size", "reasoner", <tag>: score, "overall", "seconds"}."""
+    """One row per setting: {"setting", "guidance", "size", "reasoner", <tag>: score, "overall", "seconds"}.
+
+    The reasoner's rewrites are phrased in `caption_style`, the style the model trained on."""
     rows = []
     for s in grid:
-
-        def generate(texts, batch_seed, s=s):
-            gen = torch.Generator().manual_seed(batch_seed)  # CPU noise: same images on CPU and GPU
-            out = pipe(
-                texts,
-                height=s.height,
-                width=s.width,
-                num_inference_steps=steps,
-                guidance_scale=s.guidance,
-                generator=gen,
-                output_type="np",
-            )
-            return out.images
-
+        generate = pipeline_generator(pipe, steps, s.guidance, s.height, s.width)
         folder = f"{out_dir}/{s.label.replace(', ', '_').replace(' ', '')}" if out_dir else None
         t0 = time.perf_counter()
         scores = evaluate(
             generate, prompts, n_samples=n_samples, seed=seed, batch_size=batch_size, rewrite=s.reasoner,
-            out_dir=folder, workers=workers,
+            out_dir=folder, workers=workers, caption_style=caption_style,
         )  # fmt: skip
         rows.append(
             {

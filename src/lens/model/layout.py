@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lens.model.rope import image_positions, rope_table, text_positions
+from lens.model.rope import image_positions, rope_table, sincos_embedding, text_positions
 
 
 @dataclass(frozen=True)
@@ -46,25 +46,36 @@ class SequenceLayout:
     mask: Tensor | None  # bool, True = may attend; None = attend everywhere
     img_segments: Tensor | None = None  # (N,) sample index per image token (packs only)
     txt_segments: Tensor | None = None  # (S,)
+    img_absolute: Tensor | None = None  # (N, width) absolute image positions (pos_embed="rope+sincos")
 
 
 def batch_layout(
-    grid: tuple[int, int], text_mask: Tensor | None, text_len: int, axes_dims, theta: float, device
+    grid: tuple[int, int],
+    text_mask: Tensor | None,
+    text_len: int,
+    axes_dims,
+    theta: float,
+    device,
+    absolute_dim: int = 0,
 ) -> SequenceLayout:
-    """Layout of a padded batch on one grid; text_mask (B, S) bool or None (no padding)."""
+    """Layout of a padded batch on one grid; text_mask (B, S) bool or None (no padding).
+    `absolute_dim` > 0 also gives the image tokens' (N, absolute_dim) sin/cos positions."""
     h, w = grid
-    pos = torch.cat([image_positions(h, w, device), text_positions(h, w, text_len, device)])
+    img_pos = image_positions(h, w, device)
+    absolute = sincos_embedding(img_pos, absolute_dim) if absolute_dim else None
+    pos = torch.cat([img_pos, text_positions(h, w, text_len, device)])
     cos, sin = rope_table(pos, axes_dims, theta)
     mask = None
     if text_mask is not None and not bool(text_mask.all()):
         image_keys = torch.ones(text_mask.shape[0], h * w, dtype=torch.bool, device=device)
         mask = torch.cat([image_keys, text_mask.to(device=device, dtype=torch.bool)], dim=1)[:, None, None, :]
-    return SequenceLayout(rope=(cos[None, None], sin[None, None]), mask=mask)
+    return SequenceLayout(rope=(cos[None, None], sin[None, None]), mask=mask, img_absolute=absolute)
 
 
-def pack_layout(pack: Pack, axes_dims, theta: float, device) -> SequenceLayout:
+def pack_layout(pack: Pack, axes_dims, theta: float, device, absolute_dim: int = 0) -> SequenceLayout:
     """Layout of one packed row: block-diagonal mask over [all image tokens, all text tokens]."""
     img_pos = [image_positions(h, w, device) for h, w in pack.image_grids]
+    absolute = sincos_embedding(torch.cat(img_pos), absolute_dim) if absolute_dim else None
     txt_pos = [text_positions(h, w, s, device) for (h, w), s in zip(pack.image_grids, pack.text_lengths)]
     cos, sin = rope_table(torch.cat(img_pos + txt_pos), axes_dims, theta)
     ids = torch.arange(len(pack.image_grids), device=device)
@@ -72,4 +83,4 @@ def pack_layout(pack: Pack, axes_dims, theta: float, device) -> SequenceLayout:
     txt_seg = ids.repeat_interleave(torch.tensor(pack.text_lengths, device=device, dtype=torch.long))
     seg = torch.cat([img_seg, txt_seg])
     mask = (seg[:, None] == seg[None, :])[None, None]  # (1, 1, T, T)
-    return SequenceLayout((cos[None, None], sin[None, None]), mask, img_seg, txt_seg)
+    return SequenceLayout((cos[None, None], sin[None, None]), mask, img_seg, txt_seg, absolute)

@@ -1,12 +1,19 @@
-"""Rotary positions for the joint [image, text] sequence (REFERENCE section 3).
+"""Positions for the joint [image, text] sequence: rotary (REFERENCE section 3) and, optionally, absolute.
 
 Three axes (frame, row, column) with 8 + 28 + 28 = 64 rotary dims, theta 10000, rotating adjacent
 channel pairs (x[2i], x[2i+1]). Image tokens sit on a centred grid; text token j sits at
 max(h//2, w//2) + j on all three axes, just past the image's extent. Tables are built in float32
 outside the blocks and applied with real arithmetic (no complex tensors), so blocks compile cleanly.
+
+Not in Lens: `sincos_embedding`, a parameter-free 2-D sin/cos embedding of each image token's centred
+(row, column), added to the image tokens when a model is built with `pos_embed="rope+sincos"`. RoPE
+gives a token its place only through offsets to other tokens; a small model needs the absolute place
+to follow "in the upper left" (docs/nano-experiments.md).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -24,6 +31,22 @@ def text_positions(h: int, w: int, length: int, device=None) -> Tensor:
     """(length, 3) positions of text tokens that follow an h x w image: max(h//2, w//2) + j on all axes."""
     idx = torch.arange(length, device=device, dtype=torch.float32) + max(h // 2, w // 2)
     return idx[:, None].expand(length, 3).contiguous()
+
+
+def sincos_embedding(positions: Tensor, dim: int) -> Tensor:
+    """(N, dim) float32 embedding of image positions (N, 3): sin/cos of the row over the first half of
+    the channels, of the column over the second, at dim // 4 frequencies with periods 2 pi .. 200 pi."""
+    if dim % 4:
+        raise ValueError(f"a 2-D sin/cos embedding needs a width divisible by 4, got {dim}")
+    quarter = dim // 4
+    freqs = torch.exp(
+        -math.log(100.0) * torch.arange(quarter, device=positions.device, dtype=torch.float32) / quarter
+    )
+    halves = []
+    for axis in (1, 2):  # row, column
+        angle = positions[:, axis : axis + 1].float() * freqs  # (N, quarter)
+        halves += [angle.sin(), angle.cos()]
+    return torch.cat(halves, dim=-1)
 
 
 def rope_table(

@@ -24,6 +24,8 @@ from lens.model.layers import LensTimestepEmbedding, OutputNorm
 from lens.model.layout import Pack, SequenceLayout, batch_layout, pack_layout
 from lens.model.weights import check_compatible, safetensors_shapes, weight_files
 
+POS_EMBEDS = ("rope", "rope+sincos")
+
 
 class LensTransformer2DModel(ModelMixin, ConfigMixin):
     """Double-stream MMDiT over FLUX.2 latent tokens conditioned on multi-layer LM features.
@@ -43,6 +45,9 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
         inner_dim: optional, must equal heads * head_dim (the released config states it).
         mlp_hidden_dim: SwiGLU hidden width; default int(width / 3 * 8) (4096).
         rope_theta: RoPE base (10000).
+        pos_embed: "rope" (Lens, the default: rotary positions only) or "rope+sincos" (not in Lens:
+            a parameter-free 2-D sin/cos embedding of each image token's place added to the image
+            tokens after `img_in`; same parameters and state dict).
     """
 
     _supports_gradient_checkpointing = True
@@ -68,6 +73,7 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
         inner_dim: int | None = None,
         mlp_hidden_dim: int | None = None,
         rope_theta: float = 10000.0,
+        pos_embed: str = "rope",
     ):
         super().__init__()
         dim = num_attention_heads * attention_head_dim
@@ -79,6 +85,10 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
             )
         if not (gate_mlp and rms_norm and multi_layer_encoder_feature):
             raise LensError("only gate_mlp, rms_norm and multi_layer_encoder_feature = true exist in Lens")
+        if pos_embed not in POS_EMBEDS:
+            raise LensError(f"pos_embed must be one of {', '.join(POS_EMBEDS)}, got {pos_embed!r}")
+        if pos_embed == "rope+sincos" and dim % 4:
+            raise LensError(f"pos_embed='rope+sincos' needs a width divisible by 4, got {dim}")
         if not selected_layer_index:
             raise LensError("selected_layer_index must name at least one LM layer")
         self.inner_dim = dim
@@ -181,6 +191,8 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
 
         temb = self.time_text_embed(timestep, dtype)  # (n, D)
         img = self.img_in(hidden_states.to(dtype))  # (B, N, D)
+        if layout.img_absolute is not None:
+            img = img + layout.img_absolute.to(dtype)  # (N, D) absolute places (pos_embed="rope+sincos")
         txt = self.embed_text(encoder_hidden_states.to(dtype))  # (B, S, D)
 
         args = (temb, layout.rope, layout.mask, layout.img_segments, layout.txt_segments)
@@ -204,6 +216,7 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
                 f"encoder_hidden_states must be (B={x.shape[0]}, S, {n_layers}, {cfg.enc_hidden_dim}), got {tuple(enc.shape)}"
             )
         theta, axes = cfg.rope_theta, tuple(cfg.axes_dims_rope)
+        absolute = self.inner_dim if cfg.pos_embed == "rope+sincos" else 0
         if pack is not None:
             if x.shape[0] != 1 or x.shape[1] != pack.image_tokens or enc.shape[1] != pack.text_tokens:
                 raise LensError(
@@ -214,7 +227,7 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
                 raise LensError(
                     f"a pack of {len(pack.image_grids)} samples needs as many timesteps, got {timestep.numel()}"
                 )
-            return pack_layout(pack, axes, theta, x.device)
+            return pack_layout(pack, axes, theta, x.device, absolute)
         if grid is None or len(grid) != 2 or grid[0] * grid[1] != x.shape[1]:
             raise LensError(f"image_grid (h, w) with h * w == {x.shape[1]} is required, got {grid}")
         if timestep.numel() not in (1, x.shape[0]):
@@ -223,4 +236,4 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
             raise LensError(
                 f"encoder_attention_mask must be (B, S) = {tuple(enc.shape[:2])}, got {tuple(mask.shape)}"
             )
-        return batch_layout(tuple(grid), mask, enc.shape[1], axes, theta, x.device)
+        return batch_layout(tuple(grid), mask, enc.shape[1], axes, theta, x.device, absolute)

@@ -4,7 +4,8 @@ Item `index` of stream `seed` is the world's scene `sample_seed(seed, index)` (w
 shards hold), so the text the LM learns and the images the VAE learns are the denoiser's own data.
 Held-out items start at `VAL_START`, far past any training index.
 
-Caption mixture (what the denoiser will be conditioned on): the world's dense captions, its brief
+Caption mixture (what the denoiser will be conditioned on): the world's dense captions in both
+styles (compact, what the nano denoiser trains on and the reasoner writes, and verbose), its brief
 alt-text lines, and GenEval-style short prompts ("a photo of two red circles", the Nano-Eval
 phrasing, drawn at random rather than taken from the fixed suite).
 """
@@ -27,8 +28,8 @@ from lens.world.sampler import sample_scene
 from lens.world.shards import sample_seed
 
 VAL_START = 2**31  # held-out items: indices from here on
-CAPTION_KINDS = ("dense", "brief", "prompt")
-CAPTION_WEIGHTS = (0.6, 0.2, 0.2)
+CAPTION_KINDS = ("compact", "verbose", "brief", "prompt")
+CAPTION_WEIGHTS = (0.4, 0.2, 0.2, 0.2)
 TEMPLATE_SHARE = 0.1  # tokenizer corpus: one Harmony rendering per ten captions, so its words merge too
 _FIRST_DATE = dt.date(2024, 1, 1)
 _DATE_SPAN_DAYS = 12 * 365  # the LM sees "Current date" lines from 2024 to 2035
@@ -40,13 +41,14 @@ def _rng(seed: int, index: int, salt: int) -> np.random.Generator:
 
 
 def caption(seed: int, index: int) -> str:
-    """Item `index`'s caption: dense, brief or a short GenEval-style prompt (60/20/20 by seed)."""
+    """Item `index`'s caption: compact or verbose dense, brief, or a short GenEval-style prompt
+    (40/20/20/20 by seed)."""
     rng = _rng(seed, index, 1)
     kind = CAPTION_KINDS[rng.choice(len(CAPTION_KINDS), p=CAPTION_WEIGHTS)]
     if kind == "prompt":
         return phrase(random_metadata(TAGS[rng.integers(len(TAGS))], rng))
     scene = sample_scene(sample_seed(seed, index))
-    return dense_caption(scene) if kind == "dense" else brief_caption(scene)
+    return brief_caption(scene) if kind == "brief" else dense_caption(scene, style=kind)
 
 
 def captions(seed: int, start: int, n: int) -> list[str]:

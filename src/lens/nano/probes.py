@@ -1,18 +1,18 @@
 """Probes of what a nano denoiser takes from its caption, on world scenes it never trained on.
 
-- `probe_scenes`: held-out scenes at one size, with their pixels, object masks and dense captions.
+- `probe_scenes`: held-out scenes at one size, with their pixels and dense captions in one style.
 - `swapped_scene` / `swap_colour`: the same scene with its first object recoloured (or its plain
-  background turned from light to dark or back); the dense caption then differs only in those colour
-  words (and "a" / "an" before them).
+  background turned from light to dark or back); the dense caption, in the probe's style, then
+  differs only in those colour words (and "a" / "an" before them).
 - `colour_swap`: does the denoiser's x0 prediction follow a colour word? With the same noisy latents
   and the true or the swapped caption, the decoded x0 predictions are compared inside the changed
   region: `swap` is the shift of its mean colour projected on (new rgb - old rgb), over |new - old|^2,
   so 1 = the prediction follows the caption fully and 0 = the caption's colour word is ignored.
   `anywhere` measures the same shift over the whole image divided by the region's share of it: it
   counts the colour wherever the model puts it (at sigma 1 it cannot know the exact place).
-- `x0_reader`: what `colour_swap` needs, from a `LensPipeline`.
+- `x0_reader`: what `colour_swap` needs, from a `LensPipeline`; `pipeline_colour_swap` runs it all.
 
-docs/nano-experiments.md (fifth session) uses them through `scripts/nano_binding.py`.
+docs/nano-experiments.md (fifth session) uses them through `lens eval probe`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from lens.errors import LensError
 from lens.world.background import DARK, LIGHT
 from lens.world.captions import dense_caption
 from lens.world.render import render_scene
@@ -45,6 +46,7 @@ class ProbeScene:
     caption: str  # dense, phrased with the probe's seed
     pixels: np.ndarray  # (H, W, 3) float32 in [0, 1]
     seed: int
+    style: str = "compact"  # the dense caption's style (`lens.world.captions.CAPTION_STYLES`)
 
 
 def object_mask(scene: Scene, height: int, width: int, index: int | None = None) -> np.ndarray:
@@ -55,13 +57,16 @@ def object_mask(scene: Scene, height: int, width: int, index: int | None = None)
     return np.abs(full - empty).max(-1) > CHANGED_LEVELS
 
 
-def probe_scenes(n: int, objects: int | None = None, size: tuple[int, int] = (128, 128)) -> list[ProbeScene]:
-    """`n` free scenes (1-4 objects, or exactly `objects`) rendered at `size` (height, width)."""
+def probe_scenes(
+    n: int, objects: int | None = None, size: tuple[int, int] = (128, 128), style: str = "compact"
+) -> list[ProbeScene]:
+    """`n` free scenes (1-4 objects, or exactly `objects`) rendered at `size` (height, width), with
+    dense captions in `style` (the one the model trained on)."""
     out = []
     for seed in range(PROBE_SEED, PROBE_SEED + n):
         scene = random_scene(seed, objects)
         pixels = np.asarray(render_scene(scene, *size), dtype=np.float32) / 255.0
-        out.append(ProbeScene(scene, dense_caption(scene, seed), pixels, seed))
+        out.append(ProbeScene(scene, dense_caption(scene, seed, style=style), pixels, seed, style))
     return out
 
 
@@ -95,7 +100,7 @@ def swap_colour(probe: ProbeScene, target: str = "object") -> tuple[str, tuple, 
     if got is None:
         return None
     scene, old_rgb, new_rgb = got
-    caption = dense_caption(scene, probe.seed)
+    caption = dense_caption(scene, probe.seed, style=probe.style)
     if caption == probe.caption:
         return None
     return caption, tuple(c / 255.0 for c in old_rgb), tuple(c / 255.0 for c in new_rgb)
@@ -121,7 +126,7 @@ def colour_swap(
     """
     items = [(i, p, s) for i, p in enumerate(probes) if (s := swap_colour(p, target)) is not None]
     if not items:
-        raise ValueError(f"none of the {len(probes)} scenes can swap its {target} colour; use more scenes")
+        raise LensError(f"none of the {len(probes)} scenes can swap its {target} colour; use more scenes")
     index = [i for i, _, _ in items]
     regions = np.stack([swap_region(p, target) for _, p, _ in items])  # (B, H, W)
     old = np.array([s[1] for _, _, s in items])  # (B, 3)
@@ -168,3 +173,16 @@ def x0_reader(pipe, probes: Sequence[ProbeScene], seed: int = 0) -> ReadX0:
         return ((decoded.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
 
     return read
+
+
+def pipeline_colour_swap(
+    pipe,
+    scenes: int = 32,
+    objects: int | None = 1,
+    target: str = "object",
+    sigmas: Sequence[float] = (0.9,),
+    style: str = "compact",
+) -> dict[float, dict[str, float]]:
+    """`colour_swap` of a LensPipeline (on the CPU) over `scenes` probe scenes at its native size."""
+    probes = probe_scenes(scenes, objects, (pipe.config.default_height, pipe.config.default_width), style)
+    return colour_swap(x0_reader(pipe, probes), probes, target, sigmas)

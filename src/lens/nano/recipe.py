@@ -45,6 +45,7 @@ class Recipe:
     guidances: tuple[float, ...] = (1.5, 2.0, 3.0, 4.5)
     eval_samples: int = 4  # images per prompt (GenEval's 4)
     evaluate: bool = True
+    caption_style: str = "compact"  # the sweep's reasoner rewrites (the style the denoiser trained on)
 
 
 def _world_part(args: tuple) -> int:
@@ -183,6 +184,8 @@ def evaluate_pipeline(pipeline: Path, recipe: Recipe) -> dict:
     pipe.set_progress_bar_config(disable=True)
     grid = settings(recipe.guidances, [(128, 128)], [True, False])
     workers = max((os.cpu_count() or 1) - 1, 0)
-    rows = sweep(pipe, grid, n_samples=recipe.eval_samples, workers=workers)
+    rows = sweep(
+        pipe, grid, n_samples=recipe.eval_samples, workers=workers, caption_style=recipe.caption_style
+    )
     best = max((r for r in rows if r["reasoner"]), key=lambda r: r["overall"])
     return {"rows": rows, "guidance": best["guidance"]}

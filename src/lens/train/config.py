@@ -29,10 +29,16 @@ class ModelConfig:
     axes_dims_rope: tuple[int, ...] = (8, 28, 28)
     selected_layer_index: tuple[int, ...] = (5, 11, 17, 23)
     mlp_hidden_dim: int | None = None
+    pos_embed: str = "rope"  # rope (Lens) | rope+sincos (adds absolute 2-D image positions; not Lens)
+    # default | whiten: fold per-layer centring + whitening of the text features (estimated on the
+    # first `whiten_samples` training captions) into txt_in at init (`lens.nano.contrast`)
+    txt_in_init: str = "default"
+    whiten_samples: int = 512
     init_from: str = ""  # pipeline or transformer folder (released or `lens export`ed) to fine-tune from
 
     def model_kwargs(self) -> dict:
-        kw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "init_from"}
+        skip = ("init_from", "txt_in_init", "whiten_samples")  # how to start, not what the model is
+        kw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
 
 
@@ -62,6 +68,9 @@ class DataConfig:
     pack_tokens: int = 0  # image-token budget of a pack; 0 = the largest bucket's batch x tokens
     shuffle_buffer: int = 1000
     caption: str = "dense"  # dense | brief | mixed
+    # the style the shards' dense captions were written in (compact | verbose, `lens world generate
+    # --caption-style`): eval hooks phrase the reasoner's rewrites and probe captions the same way
+    caption_style: str = "compact"
     mixed_brief_prob: float = 0.5  # with caption=mixed, the chance a sample trains on its brief caption
     caption_dropout: float = 0.1  # chance a caption becomes the null condition (zero text tokens)
     prefetch: int = 2  # batches prepared ahead in a background thread (0 = none)
@@ -169,6 +178,9 @@ class Config:
 _CHOICES = {
     "data.kind": ("auto", "images", "features"),
     "data.caption": ("dense", "brief", "mixed"),
+    "data.caption_style": ("compact", "verbose"),
+    "model.pos_embed": ("rope", "rope+sincos"),
+    "model.txt_in_init": ("default", "whiten"),
     "train.precision": ("bf16", "fp32"),
     "train.device": ("auto", "cpu", "cuda"),
     "parallel.fsdp": ("auto", "on", "off"),

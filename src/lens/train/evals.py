@@ -6,6 +6,10 @@
   The same samples and noise under the null condition give `eval/val_loss_null`, and
   `eval/text_gain` = null - captioned: how much the caption helps the denoiser. It is ~0 until the
   model reads its text, and it moves long before Nano-Eval leaves chance level.
+- `gate`: the colour/shape gate (`lens.eval.gates`): "a photo of a {colour} {shape}" for every
+  chromatic colour x shape x 2 seeds, sampled like the previews; logs `eval/gate/colour|shape|both`.
+- `colour-share`: the colour-word share of the text features after the denoiser's `txt_in`
+  (`lens.nano.contrast`) on 32 held-out probe scenes: how much of a colour token the colour word decides.
 - `nano-eval`: Nano-Eval (`lens.eval.nano_eval.evaluate`), one image per prompt of its suite, sampled
   with the training model at `log.sample_size` / `sample_steps` / `sample_guidance`, prompted twice:
   with the short prompts (`eval/nano/*`) and with the nano reasoner's dense rewrites
@@ -92,8 +96,9 @@ class ValLoss:
 
     def __init__(self, trainer, n_samples: int = 8):
         cfg = trainer.cfg
+        caption = "brief" if cfg.data.caption == "brief" else "dense"  # the style the run trains on
         self.samples = fixed_samples(
-            trainer.shard_paths, trainer.buckets, cfg.data, cfg.train.seed, n_samples
+            trainer.shard_paths, trainer.buckets, cfg.data, cfg.train.seed, n_samples, caption
         )
         self.inputs, self.null_inputs = encode_fixed(self.samples, trainer.encoders, trainer.info.device)
 
@@ -123,15 +128,58 @@ class NanoEval:
             return {}
         values = {}
         workers = min(4, os.cpu_count() or 1)
+        style = trainer.cfg.data.caption_style
         for key, rewrite in (("nano", False), ("nano-reasoner", True)):
             scores = self.module.evaluate(
-                trainer.generate_images, n_samples=1, rewrite=rewrite, workers=workers
+                trainer.generate_images, n_samples=1, rewrite=rewrite, workers=workers, caption_style=style
             )
             values.update({f"eval/{key}/{k}": float(v) for k, v in scores.items()})
         return values
 
 
-HOOKS = {"val-loss": ValLoss, "nano-eval": NanoEval}
+class Gate:
+    name = "gate"
+
+    def __init__(self, trainer):
+        pass
+
+    def __call__(self, trainer) -> dict[str, float]:
+        from lens.eval.gates import colour_shape_gate
+
+        scores = colour_shape_gate(trainer.generate_images)
+        return {f"eval/gate/{k}": float(v) for k, v in scores.items() if k != "n"}
+
+
+class ColourShare:
+    name = "colour-share"
+
+    def __init__(self, trainer):
+        from lens.nano.probes import probe_scenes
+
+        self.probes = probe_scenes(32, style=trainer.cfg.data.caption_style)
+
+    def __call__(self, trainer) -> dict[str, float]:
+        from lens.nano.contrast import colour_word_share
+
+        enc = trainer.encoders
+        enc.load_text()
+
+        def encode(captions):
+            feats = enc.encode_text(captions)  # valid tokens per caption; equal lengths when comparable
+            lengths = {f.shape[0] for f in feats}
+            n = max(lengths)
+            out = torch.zeros(len(feats), n, *feats[0].shape[1:], device=feats[0].device)
+            mask = torch.zeros(len(feats), n, dtype=torch.bool, device=feats[0].device)
+            for i, f in enumerate(feats):
+                out[i, : f.shape[0]], mask[i, : f.shape[0]] = f, True
+            return out, mask
+
+        with torch.no_grad(), trainer.autocast():
+            result = colour_word_share(encode, trainer.model.embed_text, self.probes)
+        return {"eval/colour_share": result["share"]}
+
+
+HOOKS = {"val-loss": ValLoss, "nano-eval": NanoEval, "gate": Gate, "colour-share": ColourShare}
 
 
 def build_hooks(trainer, names) -> list:

@@ -148,12 +148,14 @@ def export_run(
         )  # fmt: skip
         pipe.save_pretrained(str(out), safe_serialization=True)
     else:
+        from lens.pipeline import released_index
+
         src = _frozen_folder(cfg.encoders.source)
         out.mkdir(parents=True, exist_ok=True)
         for name in ("scheduler", "vae", "text_encoder", "tokenizer"):
             if (src / name).is_dir():
                 shutil.copytree(src / name, out / name)
-        index = json.loads((src / "model_index.json").read_text())
+        index = released_index(json.loads((src / "model_index.json").read_text()))
         index.update(default_height=h, default_width=w)
         (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
         model.save_pretrained(str(out / "transformer"), safe_serialization=True)

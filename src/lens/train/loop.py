@@ -118,6 +118,8 @@ class Trainer:
 
         # 3. denoiser, AC / compile / FSDP, optimiser, EMA
         self.model = build_model(cfg.model, cfg.train.seed)
+        if cfg.model.txt_in_init == "whiten" and not (resume and latest_checkpoint(self.run_dir)):
+            self.whiten_text_input()
         self.model_config = self.model.config
         self.model = parallelize(self.model, cfg.train, cfg.parallel, info)
         # what the optimiser, clipping and checkpoints see: the denoiser, or it and the LM it trains
@@ -167,6 +169,23 @@ class Trainer:
         )  # fmt: skip
 
     # ------------------------------------------------------------------ helpers
+    def whiten_text_input(self) -> None:
+        """Fold the text features' per-layer whitening into txt_in (model.txt_in_init=whiten)."""
+        from lens.nano.contrast import fold_whitening
+        from lens.train.evals import fixed_samples
+
+        cfg = self.cfg
+        samples = fixed_samples(
+            self.shard_paths, self.buckets, cfg.data, cfg.train.seed, cfg.model.whiten_samples
+        )
+        feats = [s.text for s in samples if s.text is not None]
+        captions = [s.caption for s in samples if s.text is None and s.caption]
+        if captions:
+            with torch.no_grad():
+                feats += self.encoders.encode_text(captions)
+        used = fold_whitening(self.model, [f.cpu() for f in feats])
+        log.info("txt_in: folded text-feature whitening from %d caption tokens", used["tokens"])
+
     def autocast(self):
         enabled = self.cfg.train.precision == "bf16"
         return torch.autocast(self.info.device.type, dtype=torch.bfloat16, enabled=enabled)

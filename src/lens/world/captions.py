@@ -12,8 +12,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lens.errors import LensError
+from lens.world.compact import compact_caption
+from lens.world.phrases import count_word, pick, refer, region
 from lens.world.scene import Background, Relation, Scene, SceneObject
-from lens.world.vocab import INVERSE, NUMBERS, article, plural
+from lens.world.vocab import INVERSE, article, plural
 
 SIZE_WORDS = {
     "small": ("small", "little"),
@@ -80,22 +83,8 @@ EMPTY = (
     "Nothing else appears in the image, and the space between the shapes is clear.",
     "Apart from these objects the picture is empty.",
 )
-ORDINALS = ("first", "second", "third", "fourth")
+CAPTION_STYLES = ("compact", "verbose")
 FRACTIONS = ((0.2, "a fifth"), (0.27, "a quarter"), (0.36, "a third"), (0.45, "two fifths"), (1.0, "half"))
-
-
-def _pick(rng: np.random.Generator, options):
-    return options[rng.integers(len(options))]
-
-
-def region(obj: SceneObject) -> tuple[str, str]:
-    row = "top" if obj.y < 0.37 else "bottom" if obj.y > 0.63 else "middle"
-    col = "left" if obj.x < 0.37 else "right" if obj.x > 0.63 else "centre"
-    return row, col
-
-
-def _count(n: int) -> str:
-    return NUMBERS.get(n, str(n))
 
 
 def _summary(objects: list[SceneObject]) -> str:
@@ -104,48 +93,21 @@ def _summary(objects: list[SceneObject]) -> str:
     parts = []
     for (shape, color), n in groups.items():
         head = f"{color} {plural(shape, n)}"
-        parts.append(f"{article(head) if n == 1 else _count(n)} {head}")
+        parts.append(f"{article(head) if n == 1 else count_word(n)} {head}")
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _totals(objects: list[SceneObject]) -> tuple[str, str, str]:
     """('three objects', ': two circles and one star', 'are')."""
     shapes = Counter(o.shape for o in objects)
-    parts = [f"{_count(n)} {plural(s, n)}" for s, n in shapes.items()]
+    parts = [f"{count_word(n)} {plural(s, n)}" for s, n in shapes.items()]
     n = len(objects)
     detail = ""
     if len(parts) > 1:
         detail = ": " + ", ".join(parts[:-1]) + " and " + parts[-1]
     elif n > 1:
         detail = f", all of them {plural(objects[0].shape, n)}"
-    return f"{_count(n)} {'object' if n == 1 else 'objects'}", detail, "is" if n == 1 else "are"
-
-
-def _refs(objects: list[SceneObject]) -> list[str]:
-    """The shortest unambiguous way to refer to each object ('the star', 'the red star', ...)."""
-    out = []
-    for o in objects:
-        r, c = region(o)
-        options = (
-            ((o.shape,), o.shape),
-            ((o.color, o.shape), f"{o.color} {o.shape}"),
-            ((o.size, o.color, o.shape), f"{SIZE_WORDS[o.size][0]} {o.color} {o.shape}"),
-            ((o.color, o.shape, r, c), f"{o.color} {o.shape} in {REGIONS[(r, c)][0]}"),
-        )
-        keys = [
-            ((p.shape,), (p.color, p.shape), (p.size, p.color, p.shape), (p.color, p.shape, *region(p)))
-            for p in objects
-        ]
-        ref = next(
-            (text for k, (key, text) in enumerate(options) if sum(ks[k] == key for ks in keys) == 1), None
-        )
-        if ref is None:  # identical twins in one region: count them from the left
-            twins = sorted(
-                (p for p in objects if (p.color, p.shape) == (o.color, o.shape)), key=lambda p: p.x
-            )
-            ref = f"{ORDINALS[twins.index(o)]} {o.color} {o.shape} from the left"
-        out.append("the " + ref)
-    return out
+    return f"{count_word(n)} {'object' if n == 1 else 'objects'}", detail, "is" if n == 1 else "are"
 
 
 def _background(bg: Background, rng: np.random.Generator) -> tuple[str, str]:
@@ -166,7 +128,7 @@ def _background(bg: Background, rng: np.random.Generator) -> tuple[str, str]:
         long = f"The backdrop is {bg.name} with {pattern}, subtle enough to stay in the background."
     else:
         short = f"a plain {bg.name} background"
-        long = _pick(
+        long = pick(
             rng,
             (
                 f"The background is a plain, uniform {bg.name}.",
@@ -177,40 +139,52 @@ def _background(bg: Background, rng: np.random.Generator) -> tuple[str, str]:
 
 
 def _np(obj: SceneObject, rng: np.random.Generator) -> str:
-    head = f"{_pick(rng, SIZE_WORDS[obj.size])} {obj.color} {_pick(rng, SHAPE_WORDS[obj.shape])}"
+    head = f"{pick(rng, SIZE_WORDS[obj.size])} {obj.color} {pick(rng, SHAPE_WORDS[obj.shape])}"
     return f"{article(head)} {head}"
 
 
 def _relation(i: int, rel: str, j: int, refs: list[str], rng: np.random.Generator, flip: bool = True) -> str:
     if flip and rel != "next to" and rng.random() < 0.5:
         i, j, rel = j, i, INVERSE[rel]  # state it from the other side
-    words = _pick(rng, REL_WORDS[rel]) if flip else REL_WORDS[rel][0]
+    words = pick(rng, REL_WORDS[rel]) if flip else REL_WORDS[rel][0]
     text = f"{refs[i]} is {words} {refs[j]}."
     return text[0].upper() + text[1:]
 
 
-def dense_caption(scene: Scene, seed: int | None = None, keep: Sequence[Relation] = ()) -> str:
+def dense_caption(
+    scene: Scene, seed: int | None = None, keep: Sequence[Relation] = (), style: str = "compact"
+) -> str:
+    """The dense caption of a scene in `style`: "compact" (<= ~40 words, `lens.world.compact`, what the
+    nano trains on) or "verbose" (a ~130-word paragraph, the paper's caption length)."""
+    if style == "compact":
+        return compact_caption(scene, seed, keep)
+    if style == "verbose":
+        return verbose_caption(scene, seed, keep)
+    raise LensError(f"unknown caption style {style!r}; use one of {', '.join(CAPTION_STYLES)}")
+
+
+def verbose_caption(scene: Scene, seed: int | None = None, keep: Sequence[Relation] = ()) -> str:
     """A paragraph naming every object's colour, shape, size and place, the counts, the relations and
     the background. Deterministic for a scene (and `seed`, which picks other phrasings). Relations in
     `keep` are always stated, in their own direction (the reasoner keeps the prompt's relation)."""
     rng = np.random.default_rng([scene.seed if seed is None else seed, 4])
     objs = scene.objects
     bg_short, bg_long = _background(scene.background, rng)
-    sentences = [_pick(rng, OPENERS).format(summary=_summary(objs), bg=bg_short)]
+    sentences = [pick(rng, OPENERS).format(summary=_summary(objs), bg=bg_short)]
     total, detail, be = _totals(objs)
-    sentences.append(_pick(rng, TOTALS).format(total=total, detail=detail, be=be))
+    sentences.append(pick(rng, TOTALS).format(total=total, detail=detail, be=be))
     for obj in sorted(objs, key=lambda o: (round(o.y * 3), o.x)):  # reading order
         r, c = region(obj)
-        where = _pick(rng, REGIONS[(r, c)])
+        where = pick(rng, REGIONS[(r, c)])
         np_ = _np(obj, rng)
-        text = _pick(rng, PLACEMENTS).format(
+        text = pick(rng, PLACEMENTS).format(
             region=where, Region=where[0].upper() + where[1:], np=np_, NP=np_[0].upper() + np_[1:]
         )
         sentences.append(text)
         if len(objs) <= 2:
             frac = next(name for limit, name in FRACTIONS if 2 * obj.radius <= limit)
-            sentences.append(_pick(rng, EXTENTS).format(frac=frac))
-    refs = _refs(objs)
+            sentences.append(pick(rng, EXTENTS).format(frac=frac))
+    refs = refer(objs, lambda s: SIZE_WORDS[s][0], lambda rc: "in " + REGIONS[rc][0])
     sentences += [_relation(r.subject, r.relation, r.object, refs, rng, flip=False) for r in keep]
     kept = {(r.subject, r.object) for r in keep} | {(r.object, r.subject) for r in keep}
     rels = [r for r in scene.relations if (r.subject, r.object) not in kept]
@@ -218,7 +192,7 @@ def dense_caption(scene: Scene, seed: int | None = None, keep: Sequence[Relation
     sentences += [
         _relation(rels[k].subject, rels[k].relation, rels[k].object, refs, rng) for k in sorted(order)
     ]
-    sentences += [bg_long, _pick(rng, STYLES), _pick(rng, EMPTY)]
+    sentences += [bg_long, pick(rng, STYLES), pick(rng, EMPTY)]
     return " ".join(sentences)
 
 
@@ -239,4 +213,4 @@ def brief_caption(scene: Scene, seed: int | None = None) -> str:
         f"{head} on a {scene.background.name} background",
         f"a picture of {article(head)} {head}",
     )
-    return _pick(rng, options)
+    return pick(rng, options)

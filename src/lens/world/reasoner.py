@@ -17,8 +17,9 @@ from lens.world.sampler import scene_for_metadata
 from lens.world.scene import Relation, Scene
 
 
-def reason(prompt: str, seed: int | None = None) -> tuple[str, Scene]:
-    """(dense caption, the scene it describes) for a short prompt; deterministic by prompt and seed."""
+def reason(prompt: str, seed: int | None = None, style: str = "compact") -> tuple[str, Scene]:
+    """(dense caption in `style`, the scene it describes) for a short prompt; deterministic by prompt
+    and seed. The style should be the one the model trained on (`lens.world.captions.CAPTION_STYLES`)."""
     metadata = parse_prompt(prompt)
     if seed is None:
         seed = zlib.crc32(metadata["prompt"].encode())
@@ -30,9 +31,9 @@ def reason(prompt: str, seed: int | None = None) -> tuple[str, Scene]:
         for k, req in enumerate(metadata["include"])
         if "position" in req
     ]
-    return dense_caption(scene, keep=keep), scene
+    return dense_caption(scene, keep=keep, style=style), scene
 
 
-def rewrite_prompt(prompt: str, seed: int | None = None) -> str:
+def rewrite_prompt(prompt: str, seed: int | None = None, style: str = "compact") -> str:
     """'a photo of two red circles' -> a dense caption of a scene with exactly two red circles."""
-    return reason(prompt, seed)[0]
+    return reason(prompt, seed, style)[0]

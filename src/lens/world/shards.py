@@ -1,4 +1,5 @@
-"""WebDataset shards of the world: `png` image, `caption.txt` (dense), `brief.txt` and `json` (scene graph).
+"""WebDataset shards of the world: `png` image, `caption.txt` (dense, compact or verbose style),
+`brief.txt` and `json` (scene graph).
 
 Sample i of a run with seed s draws its scene from seed `sample_seed(s, i)`, so any sample can be
 re-made on its own, and two runs with the same arguments write identical shards.
@@ -17,7 +18,7 @@ from PIL import Image
 
 from lens.errors import LensError
 from lens.resolution import validate_size
-from lens.world.captions import brief_caption, dense_caption
+from lens.world.captions import CAPTION_STYLES, brief_caption, dense_caption
 from lens.world.render import render_scene
 from lens.world.sampler import sample_scene
 from lens.world.scene import Scene
@@ -39,14 +40,20 @@ def sample_seed(seed: int, index: int) -> int:
 
 
 def make_sample(
-    seed: int, index: int, height: int, width: int, geneval_fraction: float = 0.5, objects: int | None = None
+    seed: int,
+    index: int,
+    height: int,
+    width: int,
+    geneval_fraction: float = 0.5,
+    objects: int | None = None,
+    caption_style: str = "compact",
 ) -> WorldSample:
     """Sample `index` of the run with `seed`: scene, image and both captions."""
     scene = sample_scene(sample_seed(seed, index), geneval_fraction=geneval_fraction, objects=objects)
     return WorldSample(
         key=f"{index:08d}",
         image=render_scene(scene, height, width),
-        caption=dense_caption(scene),
+        caption=dense_caption(scene, style=caption_style),
         brief=brief_caption(scene),
         scene=scene,
     )
@@ -70,13 +77,15 @@ def write_shards(
     sizes: Sequence[tuple[int, int]] | None = None,
     start: int = 0,
     objects: int | None = None,
+    caption_style: str = "compact",
 ) -> list[str]:
     """Write samples start .. start+n-1 to out_dir/world-000000.tar, ...; returns the shard paths.
 
     With `sizes`, sample i renders at sizes[i % len(sizes)] (a mixed-resolution set in every shard;
     repeat a size to weight it). Splitting 0..N-1 into ranges with `start` gives the same samples as
     one run, so a set can be written by several processes. `objects` = N: every scene is a free scene
-    of exactly N objects (a curriculum stage) instead of the training mixture.
+    of exactly N objects (a curriculum stage) instead of the training mixture. `caption_style` is
+    the dense caption's style ("compact" or "verbose", `lens.world.captions.CAPTION_STYLES`).
     """
     import webdataset as wds
 
@@ -87,6 +96,8 @@ def write_shards(
         raise LensError(f"start must be >= 0, got {start}")
     if n < 1 or shard_size < 1:
         raise LensError(f"--n ({n}) and --shard-size ({shard_size}) must be positive")
+    if caption_style not in CAPTION_STYLES:
+        raise LensError(f"unknown caption style {caption_style!r}; use one of {', '.join(CAPTION_STYLES)}")
     if not 0.0 <= geneval_fraction <= 1.0:
         raise LensError(f"geneval_fraction must be in 0..1, got {geneval_fraction}")
     os.makedirs(out_dir, exist_ok=True)
@@ -95,7 +106,7 @@ def write_shards(
     with wds.ShardWriter(os.path.join(out_dir, SHARD_PATTERN), maxcount=shard_size, verbose=0) as sink:
         for i in range(start, start + n):
             h, w = sizes[i % len(sizes)]
-            s = make_sample(seed, i, h, w, geneval_fraction, objects)
+            s = make_sample(seed, i, h, w, geneval_fraction, objects, caption_style)
             sink.write(
                 {
                     "__key__": s.key,

@@ -1,0 +1,109 @@
+"""`lens eval probe | gate | colour-share` and `nano-run --caption-style` on a tiny saved pipeline."""
+
+import json
+
+import pytest
+
+from lens.cli import main
+from lens.cli.options import CAPTION_STYLES
+from lens.eval import nano_prompts
+from lens.testing import tiny_random_pipeline
+from lens.world import rewrite_prompt
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # `lens eval probe --threads` sets torch's
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "pipe"
+    tiny_random_pipeline(height=32, width=32).save_pretrained(str(path), safe_serialization=True)
+    return str(path)
+
+
+@pytest.fixture
+def encoded(monkeypatch):
+    """Every prompt the pipelines encode, in order."""
+    from lens.pipeline import LensPipeline
+
+    seen, encode = [], LensPipeline.encode_prompt
+
+    def spy(self, prompts, *args, **kwargs):
+        seen.extend(prompts)
+        return encode(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(LensPipeline, "encode_prompt", spy)
+    return seen
+
+
+def _rows(out: str, start: str) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in out.splitlines()
+        if line.startswith(start)
+    ]
+
+
+def test_probe_prints_the_librarys_scores_per_model(model, encoded, capsys):
+    from lens.inference import load_pipeline
+    from lens.nano.probes import pipeline_colour_swap, probe_scenes
+
+    args = ["eval", "probe", "--model", model, model, "--scenes", "3", "--objects", "0"]
+    assert main(args + ["--sigmas", "0.5", "1", "--caption-style", "verbose", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert {p.caption for p in probe_scenes(3, size=(32, 32), style="verbose")} < set(encoded)
+    assert "| pipeline | scenes | sigma 0.5 | sigma 1 |" in out
+    rows = pipeline_colour_swap(load_pipeline(model), 3, None, "object", (0.5, 1.0), "verbose")
+    cells = [model, "3", *(f"{r['swap']:.3f} ({r['anywhere']:.3f})" for r in rows.values())]
+    assert _rows(out, f"| {model} |") == [cells, cells]
+    assert main(["eval", "probe", "--model", model, "--sigmas", "1.5"]) == 2
+    assert "lens eval: error: --sigmas must lie in 0..1" in capsys.readouterr().err
+
+
+def test_gate_prints_and_writes_the_shares(model, tmp_path, capsys):
+    args = ["eval", "gate", "--model", model, "--seeds", "1", "--steps", "1", "--guidance", "1"]
+    assert main(args + ["--device", "cpu", "--json", str(tmp_path / "gate.json")]) == 0
+    scores = json.loads((tmp_path / "gate.json").read_text())
+    assert set(scores) == {"colour", "shape", "both", "n"} and scores["n"] == 64
+    assert all(0.0 <= scores[k] <= 1.0 for k in ("colour", "shape", "both"))
+    cells = [f"{scores[k]:.3f}" for k in ("colour", "shape", "both")]
+    assert _rows(capsys.readouterr().out, f"| {model} |") == [[model, *cells, "64"]]
+
+
+def test_colour_share_defaults_to_the_bundled_model(model, monkeypatch, capsys):
+    from pathlib import Path
+
+    import lens.inference
+    from lens.nano.contrast import pipeline_colour_share
+
+    monkeypatch.setattr(lens.inference, "BUNDLED_MODEL", Path(model))
+    assert main(["eval", "colour-share", "--scenes", "4", "--caption-style", "verbose"]) == 0
+    result = pipeline_colour_share(lens.inference.load_pipeline(model), 4, "verbose")
+    assert 0.0 < result["share"] < 1.0
+    row = ["the bundled Lens-Nano", f"{result['share']:.4f}", str(result["n"])]
+    assert _rows(capsys.readouterr().out, "| the bundled Lens-Nano |") == [row]
+
+
+def test_nano_run_feeds_rewrites_in_the_caption_style(model, encoded, monkeypatch, capsys):
+    import lens.eval.nano_eval
+
+    prompts = nano_prompts()[:2]
+    monkeypatch.setattr(lens.eval.nano_eval, "nano_prompts", lambda: prompts)
+    args = ["eval", "nano-run", "--model", model, "--prompts", "reasoner", "--size", "32x32", "--steps", "1"]
+    args += ["--n-samples", "1", "--guidance", "1", "--device", "cpu", "--caption-style", "verbose"]
+    assert main(args) == 0
+    assert encoded == [rewrite_prompt(md["prompt"], style="verbose") for md in prompts]
+    assert encoded != [rewrite_prompt(md["prompt"]) for md in prompts]
+    assert "reasoner, CFG 1, 32x32" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["probe", "colour-share", "nano-run"])
+def test_an_unknown_caption_style_is_refused(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", command, "--caption-style", "florid"])
+    assert exit_.value.code == 2 and "invalid choice: 'florid'" in capsys.readouterr().err
+
+
+def test_the_cli_offers_the_worlds_caption_styles():
+    from lens.world.captions import CAPTION_STYLES as WORLD_STYLES
+
+    assert CAPTION_STYLES == WORLD_STYLES
