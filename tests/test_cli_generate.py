@@ -48,3 +48,24 @@ def test_missing_model_paths_are_explained(tmp_path, capsys):
     assert "model_index.json" in capsys.readouterr().err
     assert main(["generate", "x", "--model", "not a model"]) == 2
     assert "hub id" in capsys.readouterr().err
+
+
+def test_nano_reasoner_rewrites_geneval_prompts(model_dir, tmp_path, capsys):
+    from lens.world.reasoner import rewrite_prompt
+
+    prompt = "two red circles above a blue square"
+    args = ["generate", prompt, "--model", str(model_dir), "--steps", "1", "--out", str(tmp_path)]
+    assert main(args + ["--reasoner", "nano", "--seed", "3"]) == 0
+    image = PIL.Image.open(next(tmp_path.glob("*.png")))
+    assert image.text["prompt"] == prompt and image.text["caption"] == rewrite_prompt(prompt, 3)
+    assert "caption (nano reasoner)" in capsys.readouterr().out
+    # auto: only the bundled model gets the reasoner; a folder gets the prompt as it is
+    assert main(args + ["--out", str(tmp_path / "plain")]) == 0
+    assert "caption" not in PIL.Image.open(next((tmp_path / "plain").glob("*.png"))).text
+
+
+def test_nano_reasoner_explains_prompts_it_cannot_read(model_dir, tmp_path, capsys):
+    args = ["generate", "a corgi in a cafe", "--model", str(model_dir), "--reasoner", "nano"]
+    assert main(args + ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--reasoner none" in err and "a photo of two red circles" in err

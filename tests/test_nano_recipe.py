@@ -129,6 +129,10 @@ def test_caption_experiment_trains_arms_in_turn_and_scores_held_out_losses(tmp_p
         "model.enc_hidden_dim=24", "model.axes_dims_rope=[4,6,6]", "model.selected_layer_index=[0,1]",
         "encoders.source=tiny", f"data.shards={tmp_path / 'train'}", "data.buckets=64x64:2",
         "data.workers=1", "log.tensorboard=false", "train.threads=1", "train.precision=fp32",
+        # centred (whitened) text features average to ~0 under the near-uniform attention of a 2-step
+        # model, so the two prompt styles' losses would agree to 4 decimals; the default init keeps
+        # the test about the experiment's plumbing
+        "model.txt_in_init=default",
     ]  # fmt: skip
     args = ["nano", "captions-experiment", str(tmp_path / "exp"), "--steps", "2", "--eval-every", "2"]
     args += ["--policies", "dense", "brief", "--sequential", "--no-nano-eval"]

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -167,3 +168,29 @@ def test_a_wall_time_budget_stops_with_a_checkpoint(tmp_path):
     assert "train.max_minutes=1e-09 reached at step 1" in (run_dir / "train.log").read_text()
     with pytest.raises(LensError, match="max_minutes"):
         load_config("debug", ["train.max_minutes=-1"])
+
+
+def test_colour_share_and_whitening_are_logged(tmp_path):
+    over = [
+        f"run_dir={tmp_path / 'r'}", "train.steps=2", "log.eval_every=2", "log.sample_every=0",
+        "log.tensorboard=false", "log.evals=val-loss;colour-share",
+        "model.txt_in_init=whiten", "model.whiten_samples=16",
+    ]  # fmt: skip
+    train(load_config("debug", over))
+    rows = [r for r in _rows(tmp_path / "r") if "eval/colour_share" in r]
+    assert [r["step"] for r in rows] == [0, 2]
+    assert all(0.0 <= r["eval/colour_share"] <= 1.0 for r in rows)
+    assert "folded text-feature whitening" in (tmp_path / "r" / "train.log").read_text()
+
+
+def test_gate_hook_scores_what_the_trainer_draws():
+    from types import SimpleNamespace
+
+    from lens.train.evals import Gate
+    from lens.world import reason, render_scene
+
+    def draw(prompts, seed=0):  # a perfect generator: the world's own image of each prompt
+        return np.stack([np.asarray(render_scene(reason(p, seed)[1], 64, 64)) / 255.0 for p in prompts])
+
+    values = Gate(None)(SimpleNamespace(generate_images=draw))
+    assert values["eval/gate/colour"] > 0.9 and values["eval/gate/shape"] > 0.9

@@ -30,11 +30,33 @@ def register(sub) -> None:
     p.add_argument("--out", default="outputs", help="output folder")
     p.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")
     p.add_argument("--cpu-offload", action="store_true", help="keep only the running component on the GPU")
+    p.add_argument(
+        "--reasoner",
+        choices=("auto", "nano", "none"),
+        default="auto",
+        help="rewrite the prompt first: nano = the shapes world's rule-based reasoner (what Lens-Nano was "
+        "trained to read); auto (default) = nano for the bundled model, none otherwise",
+    )
     p.set_defaults(func=run)
 
 
 def _slug(prompt: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:48] or "image"
+
+
+def _use_nano_reasoner(args: argparse.Namespace) -> bool:
+    return args.reasoner == "nano" or (args.reasoner == "auto" and args.model is None)
+
+
+def nano_rewrite(prompt: str, seed: int) -> str:
+    """The nano reasoner's dense caption of a GenEval-style prompt (the seed picks the scene it
+    invents); a clear error for anything else."""
+    from lens.world.reasoner import rewrite_prompt
+
+    try:
+        return rewrite_prompt(prompt, seed)
+    except LensError as err:
+        raise LensError(f"{err}; or pass --reasoner none to give the model the prompt as it is") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         raise LensError(f"--n must be at least 1, got {args.n}")
     if not args.prompt.strip():
         raise LensError("the prompt is empty; describe the image to generate")
+    text = nano_rewrite(args.prompt, args.seed) if _use_nano_reasoner(args) else args.prompt
+    if text != args.prompt:
+        print(f"caption (nano reasoner): {text}")
     import torch
     from PIL.PngImagePlugin import PngInfo
 
@@ -58,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     )
     generator = torch.Generator("cpu").manual_seed(args.seed)
     images = pipe(
-        args.prompt,
+        text,
         negative_prompt=args.negative,
         num_inference_steps=args.steps,
         guidance_scale=args.cfg,
@@ -70,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     info = PngInfo()
     info.add_text("prompt", args.prompt)
+    if text != args.prompt:
+        info.add_text("caption", text)
     info.add_text(
         "lens", f"model={args.model or 'bundled'} seed={args.seed} steps={args.steps} cfg={args.cfg}"
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from lens.cli.options import add_overrides
+from lens.cli.options import add_caption_style, add_overrides
 from lens.errors import LensError
 
 
@@ -61,10 +61,11 @@ def register(sub) -> None:
     r.add_argument("out_dir")
     r.add_argument("--components", help="reuse this `lens nano build-components` folder")
     r.add_argument("--component-minutes", type=float, default=20.0, help="budget of a components build")
-    r.add_argument("--samples", type=int, default=100_000, help="world samples to train on (default 100000)")
+    r.add_argument("--samples", type=int, default=40_000, help="world samples to train on (default 40000)")
     r.add_argument("--jobs", type=int, default=0, help="processes writing the world (default: all cores)")
     add_overrides(r, "training config field, as for lens train")
-    r.add_argument("--guidance", type=float, nargs="+", default=[1.5, 2.0, 3.0, 4.5], help="CFG sweep")
+    r.add_argument("--guidance", type=float, nargs="+", default=[3.0, 5.0], help="CFG sweep (default 3 5)")
+    add_caption_style(r, "the world's dense captions (and the sweep's reasoner rewrites)")
     r.add_argument("--eval-samples", type=int, default=4, help="images per prompt in the sweep (default 4)")
     r.add_argument("--no-eval", action="store_true", help="stop after the export")
     r.set_defaults(func=run_recipe)
@@ -136,7 +137,7 @@ def run_recipe(args: argparse.Namespace) -> int:
     recipe = Recipe(
         components=args.components, component_minutes=args.component_minutes, samples=args.samples,
         jobs=args.jobs, overrides=args.overrides, guidances=tuple(args.guidance),
-        eval_samples=args.eval_samples, evaluate=not args.no_eval,
+        eval_samples=args.eval_samples, evaluate=not args.no_eval, caption_style=args.caption_style,
     )  # fmt: skip
     result = build(args.out_dir, recipe)
     if result["rows"]:

@@ -49,7 +49,7 @@ def captions(
             f"data.caption={policy}",
             f"train.steps={steps}",
             f"log.eval_every={eval_every}",
-            "log.evals=nano-eval,val-loss" if nano_eval else "log.evals=val-loss",
+            "log.evals=nano-eval;val-loss" if nano_eval else "log.evals=val-loss",
             "log.sample_every=0",
             f"checkpoint.interval={steps}",
         ]

@@ -36,6 +36,10 @@ class LMSpec:
     active_experts: int = 2
     expert_hidden: int = 128
     sliding_window: int = 64
+    # Token embeddings start at this std (the Hugging Face default is 0.02). Large embeddings keep each
+    # word's identity in the residual stream the denoiser reads: with 0.02 the blocks' outputs swamp it
+    # and a colour word decides ~4 % of its token's features (docs/nano-experiments.md, sixth session).
+    embedding_std: float = 1.0
 
 
 def nano_lm(tokenizer, spec: LMSpec = LMSpec(), seed: int = 0) -> LensGptOssEncoder:
@@ -67,6 +71,7 @@ def nano_lm(tokenizer, spec: LMSpec = LMSpec(), seed: int = 0) -> LensGptOssEnco
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         lm = LensGptOssEncoder(config)
+        torch.nn.init.normal_(lm.model.embed_tokens.weight, std=spec.embedding_std)
     return lm.eval()
 
 

@@ -38,28 +38,29 @@ FEATURE_KEYS = ("encoders.", "model.enc_hidden_dim", "model.selected_layer_index
 class Recipe:
     components: str | None = None  # reuse this components folder instead of building one
     component_minutes: float = 20.0
-    samples: int = 100_000  # world samples (the denoiser sees them once per epoch)
+    samples: int = 40_000  # world samples (the denoiser sees them once per epoch)
     world_seed: int = 1
     jobs: int = 0  # world-writing and feature-preparing processes; 0 = all cores
     overrides: list[str] = field(default_factory=list)  # `--set` items for the training config
-    guidances: tuple[float, ...] = (1.5, 2.0, 3.0, 4.5)
+    guidances: tuple[float, ...] = (3.0, 5.0)
     eval_samples: int = 4  # images per prompt (GenEval's 4)
     evaluate: bool = True
-    caption_style: str = "compact"  # the sweep's reasoner rewrites (the style the denoiser trained on)
+    caption_style: str = "compact"  # the world's dense captions, and the sweep's reasoner rewrites
 
 
 def _world_part(args: tuple) -> int:
     from lens.world.shards import write_shards
 
-    folder, n, seed, start = args
-    write_shards(folder, n, seed=seed, sizes=TRAIN_SIZES, start=start, shard_size=1000)
+    folder, n, seed, start, style = args
+    write_shards(folder, n, seed=seed, sizes=TRAIN_SIZES, start=start, shard_size=1000, caption_style=style)
     return n
 
 
-def write_world(out: Path, n: int, seed: int, jobs: int) -> list[str]:
-    """Samples 0..n-1 of the world with `seed`, split over `jobs` processes (out/part-XX/)."""
+def write_world(out: Path, n: int, seed: int, jobs: int, style: str = "compact") -> list[str]:
+    """Samples 0..n-1 of the world with `seed`, dense captions in `style`, split over `jobs`
+    processes (out/part-XX/)."""
     done = out / "done.json"
-    spec = {"samples": n, "seed": seed, "sizes": [list(s) for s in TRAIN_SIZES]}
+    spec = {"samples": n, "seed": seed, "sizes": [list(s) for s in TRAIN_SIZES], "caption_style": style}
     if done.is_file() and json.loads(done.read_text()) == spec:
         return sorted(str(p) for p in out.glob("part-*/*.tar"))
     if out.exists():
@@ -67,7 +68,7 @@ def write_world(out: Path, n: int, seed: int, jobs: int) -> list[str]:
     jobs = max(1, min(jobs or os.cpu_count() or 1, n))
     bounds = [n * j // jobs for j in range(jobs + 1)]
     parts = [
-        (str(out / f"part-{j:02d}"), bounds[j + 1] - bounds[j], seed, bounds[j])
+        (str(out / f"part-{j:02d}"), bounds[j + 1] - bounds[j], seed, bounds[j], style)
         for j in range(jobs)
         if bounds[j + 1] > bounds[j]
     ]
@@ -148,11 +149,12 @@ def build(out_dir: str | Path, recipe: Recipe) -> dict:
             raise LensError(f"{components} has no {MANIFEST}: give a `lens nano build-components` folder")
         minutes = recipe.component_minutes
         build_components(components, plan=plan_for_budget(minutes), minutes=minutes, log=log.info)
-    overrides = component_settings(components) + list(recipe.overrides)
+    style = f"data.caption_style={recipe.caption_style}"
+    overrides = [*component_settings(components), style, *recipe.overrides]
     if not (out / "frozen" / "model_index.json").is_file():
         shutil.rmtree(out / "frozen", ignore_errors=True)
         frozen_folder(components, out / "frozen")
-    write_world(out / "world", recipe.samples, recipe.world_seed, recipe.jobs)
+    write_world(out / "world", recipe.samples, recipe.world_seed, recipe.jobs, recipe.caption_style)
     prepare_features(
         out / "features", out / "world", [f"encoders.source={out / 'frozen'}", *overrides], recipe.jobs
     )
