@@ -13,13 +13,19 @@ def test_presets_at_1024_match_the_release():
     assert all(h % 16 == 0 and w % 16 == 0 for h, w in map(preset, RATIOS))
 
 
-def test_presets_at_1440_scale_and_round_to_16():
-    assert preset("1:1", 1440) == (1440, 1440)
-    for ratio in RATIOS:
-        h, w = preset(ratio, 1440)
-        h0, w0 = preset(ratio)
-        assert h % 16 == 0 and w % 16 == 0
-        assert abs(h - h0 * 1440 / 1024) <= 8 and abs(w - w0 * 1440 / 1024) <= 8
+def test_presets_at_1440_are_the_released_table():
+    released = {
+        "1:2": (2080, 1040),  # not 2064 x 1040, which rounding 1472 * 1440 / 1024 would give
+        "9:16": (1936, 1088),
+        "2:3": (1760, 1168),
+        "3:4": (1616, 1216),
+        "1:1": (1440, 1440),
+        "4:3": (1216, 1616),
+        "3:2": (1168, 1760),
+        "16:9": (1088, 1936),
+        "2:1": (1040, 2080),
+    }
+    assert {ratio: preset(ratio, 1440) for ratio in RATIOS} == released
 
 
 def test_the_paper_has_27_buckets_with_per_area_batches():

@@ -116,6 +116,25 @@ def test_layers_after_the_last_selected_one_do_not_run(lm, tok):
     assert len(out.hidden_states) == 5
 
 
+def test_features_run_through_the_lm_own_forward(lm, tok):
+    # accelerate's model CPU offload loads the weights in a hook on the LM itself, not on `lm.model`.
+    entered = []
+    handle = lm.register_forward_pre_hook(lambda module, args, kwargs: entered.append(1), with_kwargs=True)
+    try:
+        encode_prompts(lm, tok, PROMPTS, layers=(1,), template=TEMPLATE)
+    finally:
+        handle.remove()
+    assert entered == [1]
+
+
+def test_empty_prompts_are_encoded_only_when_allowed(lm, tok):
+    with pytest.raises(LensError, match="empty"):
+        encode_prompts(lm, tok, [""], layers=(0,), template=TEMPLATE)
+    features, mask = encode_prompts(lm, tok, ["", "a cat"], layers=(0,), template=TEMPLATE, allow_empty=True)
+    suffix = len(token_ids(tok, TEMPLATE.render("", allow_empty=True))) - TEMPLATE.prefix_length(tok)
+    assert mask.sum(1).tolist()[0] == suffix > 0  # the template after an empty user message
+
+
 def test_generic_causal_lm_qwen3():
     qwen, qtok = tiny_qwen3(num_layers=3), tiny_chatml_tokenizer()
     prompts = ["two cats", "a lighthouse at dusk under a purple sky"]

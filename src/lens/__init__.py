@@ -1,14 +1,17 @@
 """Lens: an open, end-to-end implementation of Microsoft's Lens text-to-image recipe.
 
 Public names are imported lazily so that `import lens` (and the CLI) stay fast; touching
-`lens.LensPipeline` or `lens.LensTransformer2DModel` imports torch/diffusers and registers the Lens
-classes under diffusers'/transformers' namespaces, so the released `model_index.json` resolves.
+`lens.LensPipeline` or `lens.LensTransformer2DModel` imports torch/diffusers. `import lens` alone
+already lets `DiffusionPipeline.from_pretrained` resolve the released `model_index.json` names:
+`lens.registration` gives diffusers a lazy hook for them without importing it.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING
+
+from lens import registration
 
 __version__ = "0.1.0"
 
@@ -26,6 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from lens.model.transformer import LensTransformer2DModel
     from lens.pipeline import LensPipeline
     from lens.text.encoder import LensGptOssEncoder
+
+registration.install()
 
 
 def __getattr__(name: str):

@@ -102,6 +102,14 @@ class LatentCodec:
         self.vae = vae
         self.eps = float(cfg.batch_norm_eps)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the VAE computes. Under model CPU offload its weights sit on the CPU until accelerate's
+        hook loads them, and diffusers' `encode` / `decode` hooks move the weights but not the inputs,
+        so inputs go to the hook's execution device, not to `vae.device`."""
+        device = getattr(getattr(self.vae, "_hf_hook", None), "execution_device", None)
+        return torch.device(device) if device is not None else self.vae.device
+
     def _stats(self, like: Tensor) -> tuple[Tensor, Tensor]:
         """BatchNorm running mean and std, float32, shaped (1, 128, 1, 1) on `like`'s device."""
         bn = self.vae.bn
@@ -142,14 +150,14 @@ class LatentCodec:
                 f"image size {height}x{width} is not a multiple of {PIXELS_PER_TOKEN}; resize or crop "
                 f"both sides to multiples of {PIXELS_PER_TOKEN} (e.g. {height // 16 * 16}x{width // 16 * 16})."
             )
-        pixels = pixels.to(device=self.vae.device, dtype=self.vae.dtype)
+        pixels = pixels.to(device=self.device, dtype=self.vae.dtype)
         z = self.vae.encode(pixels).latent_dist.mode()  # (B, 32, H/8, W/8)
         return self.normalize(patchify(z))  # (B, 128, H/16, W/16)
 
     def decode(self, latents: Tensor) -> Tensor:
         """(B, 128, h, w) normalised latents -> (B, 3, 16h, 16w) pixels in about [-1, 1] (VAE dtype)."""
         self._check_tokens(latents, "decode input")
-        latents = latents.to(device=self.vae.device, dtype=self.vae.dtype)
+        latents = latents.to(device=self.device, dtype=self.vae.dtype)
         z = unpatchify(self.denormalize(latents))  # (B, 32, 2h, 2w)
         return self.vae.decode(z).sample  # (B, 3, 16h, 16w)
 

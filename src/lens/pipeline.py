@@ -1,9 +1,12 @@
 """LensPipeline: prompt -> GPT-OSS features -> N Euler steps of the MMDiT (CFG) -> FLUX.2 decode.
 
 diffusers `DiffusionPipeline` with the released components (scheduler, vae, text_encoder, tokenizer,
-transformer), so `save_pretrained` / `from_pretrained` use the released layout. Importing this module
-registers the Lens classes under diffusers'/transformers' names, which is what lets a released
-`model_index.json` resolve.
+transformer), so `save_pretrained` / `from_pretrained` use the released layout, and diffusers'
+conventions: `encode_prompt` / `prompt_embeds`, step callbacks with `num_timesteps`,
+`guidance_scale` and `interrupt`, model CPU offload. Importing this module registers the Lens classes
+under diffusers'/transformers' names, which is what lets a released `model_index.json` resolve
+(`import lens` arranges that lazily, see `lens.registration`). Input checks live in
+`lens.pipeline_inputs`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
@@ -23,12 +27,18 @@ from torch import Tensor
 from lens.errors import LensError
 from lens.latents import LatentCodec, from_tokens
 from lens.model.transformer import LensTransformer2DModel
-from lens.resolution import MAX_AREA, PATCH_PIXELS, preset, validate_size
+from lens.pipeline_inputs import (
+    CALLBACK_TENSOR_INPUTS,
+    check_callback_inputs,
+    check_steps,
+    check_text_inputs,
+    resolve_size,
+)
+from lens.resolution import MAX_AREA, PATCH_PIXELS
 from lens.sampling.guidance import apply_cfg
 from lens.sampling.schedule import scheduler_sigmas
 from lens.text.encoder import encode_prompts
 
-OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 # The released model_index.json names our classes under the libraries they extend, and the tokenizer
 # by its transformers-4 name (transformers 5 calls the same class TokenizersBackend). A GPT-OSS that
 # AutoModelForCausalLM loaded (training's encoders) is the same model as LensGptOssEncoder.
@@ -60,7 +70,9 @@ class LensPipelineOutput(BaseOutput):
 
 class LensPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->transformer->vae"
-    _callback_tensor_inputs = ["latents"]
+    # With precomputed prompt_embeds the text encoder need not be loaded at all.
+    _optional_components = ["text_encoder", "tokenizer"]
+    _callback_tensor_inputs = CALLBACK_TENSOR_INPUTS
 
     def __init__(
         self,
@@ -101,61 +113,106 @@ class LensPipeline(DiffusionPipeline):
         if released:
             self.register_to_config(**released)
 
+    # ------------------------------------------------------------------ state during a call
+    # diffusers' conventions: callbacks such as SDCFGCutoffCallback read num_timesteps and set
+    # `_guidance_scale = 0.0`; setting `_interrupt = True` skips the remaining steps.
+    @property
+    def guidance_scale(self) -> float:
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        return self._guidance_scale > 1.0
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def current_timestep(self) -> Tensor | None:
+        return self._current_timestep
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    # ------------------------------------------------------------------ attention
+    def set_attention_slice(self, slice_size):
+        """Refuse attention slicing (`enable_attention_slicing`) rather than silently ignore it."""
+        if slice_size is not None:  # None is `disable_attention_slicing`: already the case
+            raise LensError(
+                "Lens has no attention slicing: the denoiser's attention runs in torch's fused SDPA "
+                "kernels, which never hold the whole attention matrix on a GPU. To save memory use "
+                "enable_model_cpu_offload(), or precomputed prompt_embeds without the text encoder."
+            )
+
     # ------------------------------------------------------------------ text
     @torch.no_grad()
     def encode_prompt(
-        self, prompts: list[str], device=None, max_sequence_length: int = 512
+        self,
+        prompt: str | list[str] | None = None,
+        device=None,
+        num_images_per_prompt: int = 1,
+        prompt_embeds: Tensor | None = None,
+        prompt_mask: Tensor | None = None,
+        max_sequence_length: int = 512,
     ) -> tuple[Tensor, Tensor]:
-        """Prompts -> features (B, S, L, D) and mask (B, S) bool, after the template prefix."""
+        """Prompts -> (prompt_embeds (B*n, S, L, D), prompt_mask (B*n, S) bool), after the template prefix.
+
+        Encode once, then pass the pair to `__call__` as prompt_embeds / prompt_mask (or as
+        negative_prompt_embeds / negative_prompt_mask) and the text encoder can be dropped
+        (`from_pretrained(..., text_encoder=None, tokenizer=None)`). Given prompt_embeds, they are only
+        moved, cast and repeated. Any string is encoded, an empty one too (the template around an empty
+        user message, as released); the zero-token unconditional branch needs no embeddings at all.
+        """
         device = device or self._execution_device
-        layers = tuple(self.transformer.config.selected_layer_index)
-        feats, mask = encode_prompts(
+        if prompt_embeds is None:
+            prompts = [prompt] if isinstance(prompt, str) else prompt
+            prompt_embeds, prompt_mask = self._encode_text(prompts, device, max_sequence_length)
+        elif prompt_mask is None:  # embeddings without padding
+            prompt_mask = torch.ones(prompt_embeds.shape[:2], dtype=torch.bool)
+        embeds = prompt_embeds.to(device=device, dtype=self.transformer.dtype)
+        mask = prompt_mask.to(device=device, dtype=torch.bool)
+        n = num_images_per_prompt
+        return embeds.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+
+    def _encode_text(self, prompts, device, max_sequence_length) -> tuple[Tensor, Tensor]:
+        if self.text_encoder is None or self.tokenizer is None:
+            raise LensError(
+                "this pipeline was loaded without its text encoder or tokenizer: pass prompt_embeds "
+                "(and negative_prompt_embeds) from encode_prompt instead of text"
+            )
+        return encode_prompts(
             self.text_encoder,
             self.tokenizer,
             prompts,
-            layers=layers,
+            layers=tuple(self.transformer.config.selected_layer_index),
             max_length=max_sequence_length,
             device=device,
+            allow_empty=True,  # the released pipeline encodes "" like any prompt
         )
-        return feats.to(device=device, dtype=self.transformer.dtype), mask.to(device)
 
-    # ------------------------------------------------------------------ checks
-    def _resolve_size(self, height, width, aspect_ratio, resolution, max_area) -> tuple[int, int]:
-        if aspect_ratio is not None:
-            if height is not None or width is not None:
-                raise LensError("pass either aspect_ratio or height/width, not both")
-            return preset(aspect_ratio, resolution)
-        height = self.config.default_height if height is None else height
-        width = self.config.default_width if width is None else width
-        return validate_size(height, width, max_area=max_area)
-
-    @staticmethod
-    def _check_prompts(prompt, negative_prompt) -> tuple[list[str], list[str] | None]:
-        prompts = [prompt] if isinstance(prompt, str) else prompt
-        if not isinstance(prompts, (list, tuple)) or not prompts:
-            raise LensError(
-                f"prompt must be a non-empty string or list of strings, got {type(prompt).__name__}"
-            )
-        for p in prompts:
-            if not isinstance(p, str) or not p.strip():
-                raise LensError(f"every prompt must be a non-empty string, got {p!r}")
-        if negative_prompt is None:
-            return list(prompts), None
-        negs = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
-        if not isinstance(negs, (list, tuple)) or len(negs) != len(prompts):
-            n = len(negs) if isinstance(negs, (list, tuple)) else type(negs).__name__
-            raise LensError(
-                f"negative_prompt must be a string or a list of {len(prompts)} strings (one per prompt), got {n}"
-            )
-        if not all(isinstance(n, str) for n in negs):
-            raise LensError("every negative prompt must be a string")
-        return list(prompts), list(negs)
+    def _unconditional(self, negatives, embeds, mask, cond, device, n, max_sequence_length):
+        """The unconditional branch: given embeddings, encoded negatives, or ZERO text tokens (no
+        negative prompt, or ""). In a batch mixing "" with real negatives, the "" rows get an all-false
+        mask, which is the same null condition."""
+        if embeds is not None:
+            return self.encode_prompt(None, device, n, embeds, mask, max_sequence_length)
+        if negatives is None or not any(negatives):
+            zero_tokens = torch.zeros(cond.shape[0], 0, dtype=torch.bool, device=cond.device)
+            return cond.new_zeros(cond.shape[0], 0, *cond.shape[2:]), zero_tokens
+        real = [i for i, text in enumerate(negatives) if text]
+        feats, mask = self.encode_prompt(
+            [negatives[i] for i in real], device, 1, None, None, max_sequence_length
+        )
+        feats, mask = _scatter_rows(feats, real, len(negatives)), _scatter_rows(mask, real, len(negatives))
+        return feats.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
 
     # ------------------------------------------------------------------ generate
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str | list[str],
+        prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,
         height: int | None = None,
         width: int | None = None,
@@ -166,108 +223,144 @@ class LensPipeline(DiffusionPipeline):
         num_images_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: Tensor | None = None,
+        prompt_embeds: Tensor | None = None,
+        prompt_mask: Tensor | None = None,
+        negative_prompt_embeds: Tensor | None = None,
+        negative_prompt_mask: Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
-        callback_on_step_end: Callable | None = None,
-        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
         max_sequence_length: int = 512,
         max_area: int = MAX_AREA,
     ):
         """Generate images.
 
         Args:
-            prompt / negative_prompt: one string or a list; the negative list must match the prompts.
-                Without a negative prompt the unconditional branch has ZERO text tokens (as trained).
+            prompt: one string or a list (any string, "" included); or pass prompt_embeds instead.
+            negative_prompt: one string or one per prompt. None or "" (the released default) is the
+                unconditional branch with ZERO text tokens, as trained.
             height, width: multiples of 16 (default: the model's native size); or aspect_ratio "W:H"
                 from the released presets at `resolution` 1024 or 1440.
             num_inference_steps: Euler steps (default: the model's, 20 for Lens, 4 for Turbo).
             guidance_scale: CFG weight; <= 1 runs no unconditional pass at all (Turbo).
             generator: seeded generator(s); the same seed gives the same image.
+            prompt_embeds, prompt_mask, negative_prompt_embeds, negative_prompt_mask: precomputed
+                text features (B, S, L, D) and masks (B, S) from `encode_prompt`, one row per prompt.
             output_type: "pil", "np", "pt" or "latent" (normalised (B, 128, h, w) latents).
-            callback_on_step_end: f(pipe, step, timestep, {name: tensor}) -> dict that may replace latents.
+            callback_on_step_end: f(pipe, step, timestep, {name: tensor}) -> dict that may replace
+                latents, prompt_embeds or negative_prompt_embeds; or a diffusers PipelineCallback.
+            callback_on_step_end_tensor_inputs: names from `_callback_tensor_inputs` (latents,
+                prompt_embeds, negative_prompt_embeds, noise_pred).
         """
-        prompts, negatives = self._check_prompts(prompt, negative_prompt)
-        height, width = self._resolve_size(height, width, aspect_ratio, resolution, max_area)
+        # 0. every check before any model runs
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        tensor_inputs = check_callback_inputs(callback_on_step_end_tensor_inputs)
+        prompts, negatives, rows = check_text_inputs(
+            prompt,
+            negative_prompt,
+            prompt_embeds,
+            prompt_mask,
+            negative_prompt_embeds,
+            negative_prompt_mask,
+            embeds_shape=(
+                len(self.transformer.config.selected_layer_index),
+                self.transformer.config.enc_hidden_dim,
+            ),
+        )
+        default_size = (self.config.default_height, self.config.default_width)
+        height, width = resolve_size(height, width, aspect_ratio, resolution, max_area, default_size)
         steps = self.config.default_steps if num_inference_steps is None else num_inference_steps
-        scale = self.config.default_guidance_scale if guidance_scale is None else guidance_scale
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise LensError(f"num_inference_steps must be a positive integer, got {steps!r}")
-        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
-            raise LensError(
-                f"num_images_per_prompt must be a positive integer, got {num_images_per_prompt!r}"
-            )
-        if output_type not in OUTPUT_TYPES:
-            raise LensError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-        do_cfg = scale > 1.0
+        check_steps(steps, num_images_per_prompt, output_type)
+        self._guidance_scale = (
+            self.config.default_guidance_scale if guidance_scale is None else guidance_scale
+        )
+        self._interrupt, self._current_timestep = False, None
         device = self._execution_device
         n = num_images_per_prompt
 
-        # 1. text features; the unconditional branch is zero tokens unless negatives are given
-        cond, cond_mask = self.encode_prompt(prompts, device, max_sequence_length)
-        cond, cond_mask = cond.repeat_interleave(n, 0), cond_mask.repeat_interleave(n, 0)
-        uncond = uncond_mask = None
-        if do_cfg and negatives is not None:
-            uncond, uncond_mask = self.encode_prompt(negatives, device, max_sequence_length)
-            uncond, uncond_mask = uncond.repeat_interleave(n, 0), uncond_mask.repeat_interleave(n, 0)
-        elif do_cfg:
-            uncond = cond.new_zeros(cond.shape[0], 0, *cond.shape[2:])
+        # 1. text features; negatives are encoded only when CFG will use them
+        prompt_embeds, prompt_mask = self.encode_prompt(
+            prompts, device, n, prompt_embeds, prompt_mask, max_sequence_length
+        )
+        negative_prompt_embeds, negative_prompt_mask = self._unconditional(
+            negatives if self.do_classifier_free_guidance else None,
+            negative_prompt_embeds,
+            negative_prompt_mask,
+            prompt_embeds,
+            device,
+            n,
+            max_sequence_length,
+        )
 
         # 2. noise in token space: (B, h*w, 128)
         h, w = height // PATCH_PIXELS, width // PATCH_PIXELS
-        channels = self.transformer.config.in_channels
-        batch = len(prompts) * n
+        shape = (rows * n, h * w, self.transformer.config.in_channels)
         if latents is None:
-            latents = randn_tensor(
-                (batch, h * w, channels), generator=generator, device=device, dtype=torch.float32
-            )
-        elif tuple(latents.shape) != (batch, h * w, channels):
-            raise LensError(
-                f"latents must be {(batch, h * w, channels)} for this request, got {tuple(latents.shape)}"
-            )
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        elif tuple(latents.shape) != shape:
+            raise LensError(f"latents must be {shape} for this request, got {tuple(latents.shape)}")
         latents = latents.to(device=device, dtype=torch.float32)
 
         # 3. Euler steps on the shifted schedule
         scheduler_sigmas(self.scheduler, steps, h * w, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
-
-        def velocity(feats, mask, t):
-            x = latents.to(self.transformer.dtype)
-            sigma = (t / 1000.0).expand(batch).to(device)
-            return self.transformer(
-                x, feats, sigma, image_grid=(h, w), encoder_attention_mask=mask
-            ).sample.float()
-
         with self.progress_bar(total=len(timesteps)) as progress:
             for i, t in enumerate(timesteps):
-                v = velocity(cond, _mask_or_none(cond_mask), t)
-                if do_cfg:
-                    v = apply_cfg(v, velocity(uncond, _mask_or_none(uncond_mask), t), scale)
-                latents = self.scheduler.step(v, t, latents, return_dict=False)[0]
+                if self.interrupt:
+                    continue
+                self._current_timestep = t
+                noise_pred = self._velocity(latents, prompt_embeds, prompt_mask, t, (h, w))
+                if self.do_classifier_free_guidance:
+                    uncond = self._velocity(latents, negative_prompt_embeds, negative_prompt_mask, t, (h, w))
+                    noise_pred = apply_cfg(noise_pred, uncond, self.guidance_scale)
+                latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
                 if callback_on_step_end is not None:
-                    bad = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
-                    if bad:
-                        raise LensError(
-                            f"callback tensors {sorted(bad)} unknown; choose from {self._callback_tensor_inputs}"
-                        )
-                    latents = (callback_on_step_end(self, i, t, {"latents": latents}) or {}).get(
-                        "latents", latents
-                    )
+                    named = {
+                        "latents": latents,
+                        "prompt_embeds": prompt_embeds,
+                        "negative_prompt_embeds": negative_prompt_embeds,
+                        "noise_pred": noise_pred,
+                    }
+                    out = callback_on_step_end(self, i, t, {k: named[k] for k in tensor_inputs}) or {}
+                    latents = out.pop("latents", latents)
+                    prompt_embeds = out.pop("prompt_embeds", prompt_embeds)
+                    negative_prompt_embeds = out.pop("negative_prompt_embeds", negative_prompt_embeds)
                 progress.update()
+        self._current_timestep = None
 
         # 4. decode
-        grid = from_tokens(latents, h, w)  # (B, 128, h, w)
-        if output_type == "latent":
-            images = grid
-        else:
-            pixels = LatentCodec(self.vae).decode(grid.to(self.vae.dtype)).float()
-            images = (pixels / 2 + 0.5).clamp(0, 1)  # (B, 3, H, W)
-            if output_type != "pt":
-                images = images.permute(0, 2, 3, 1).cpu().numpy()
-                if output_type == "pil":
-                    images = self.numpy_to_pil(images)
+        images = self._decode(from_tokens(latents, h, w), output_type)  # from (B, 128, h, w)
         self.maybe_free_model_hooks()
         return LensPipelineOutput(images=images) if return_dict else (images,)
+
+    def _velocity(self, latents: Tensor, embeds: Tensor, mask: Tensor, t: Tensor, grid) -> Tensor:
+        """The denoiser's velocity (B, h*w, 128) in float32 for one branch at timestep t (0..1000)."""
+        sigma = (t / 1000.0).expand(latents.shape[0]).to(latents.device)
+        x = latents.to(self.transformer.dtype)
+        out = self.transformer(x, embeds, sigma, image_grid=grid, encoder_attention_mask=_mask_or_none(mask))
+        return out.sample.float()
+
+    def _decode(self, grid: Tensor, output_type: str):
+        if output_type == "latent":
+            return grid
+        pixels = LatentCodec(self.vae).decode(grid.to(self.vae.dtype)).float()
+        images = (pixels / 2 + 0.5).clamp(0, 1)  # (B, 3, H, W)
+        if output_type == "pt":
+            return images
+        images = images.permute(0, 2, 3, 1).cpu().numpy()
+        return self.numpy_to_pil(images) if output_type == "pil" else images
+
+
+def _scatter_rows(x: Tensor, rows: list[int], total: int) -> Tensor:
+    """x's rows at positions `rows` of a zero tensor with `total` rows (zero features, false mask)."""
+    if len(rows) == total:
+        return x
+    out = x.new_zeros(total, *x.shape[1:])
+    out[rows] = x
+    return out
 
 
 def _mask_or_none(mask: Tensor | None) -> Tensor | None:

@@ -32,20 +32,29 @@ _BASE_1024 = {
 }
 
 
-def _round16(x: float) -> int:
-    return int(round(x / PATCH_PIXELS)) * PATCH_PIXELS
+# Released presets at base 1440. Most sides are the 1024 ones * 1440/1024 rounded to 16, but 1:2 and
+# 2:1 use 2080 (the rule gives 2064): the released table is the contract, so it is written out.
+_BASE_1440 = {
+    "1:2": (2080, 1040),
+    "9:16": (1936, 1088),
+    "2:3": (1760, 1168),
+    "3:4": (1616, 1216),
+    "1:1": (1440, 1440),
+    "4:3": (1216, 1616),
+    "3:2": (1168, 1760),
+    "16:9": (1088, 1936),
+    "2:1": (1040, 2080),
+}
+_PRESETS = {1024: _BASE_1024, 1440: _BASE_1440}
 
 
 def preset(aspect: str = "1:1", base: int = 1024) -> tuple[int, int]:
-    """(height, width) of a released preset; base 1024 or 1440 (each side scaled and rounded to 16)."""
+    """(height, width) of a released preset at base 1024 or 1440, exactly as the released table has it."""
     if aspect not in _BASE_1024:
         raise LensError(f"unknown aspect ratio {aspect!r}; choose one of {', '.join(RATIOS)}")
-    if base not in (1024, 1440):
+    if base not in _PRESETS:
         raise LensError(f"preset base must be 1024 or 1440, got {base}; pass height/width for other sizes")
-    h, w = _BASE_1024[aspect]
-    if base == 1024:
-        return h, w
-    return _round16(h * base / 1024), _round16(w * base / 1024)
+    return _PRESETS[base][aspect]
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,27 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
         model.load_state_dict(load_file(str(path)), strict=True, assign=True)
         return model.to(torch_dtype) if torch_dtype is not None else model
 
+    # ------------------------------------------------------------------ attention
+    def set_attention_backend(self, backend: str) -> None:
+        """Only "native" (torch SDPA, what always runs). The blocks call `lens.model.attention`, not
+        diffusers' attention dispatcher, so any other backend would be silently ignored: refuse it."""
+        if not isinstance(backend, str) or backend.lower() != "native":
+            raise LensError(
+                f"attention backend {backend!r} is not available for LensTransformer2DModel: its attention "
+                'is torch\'s scaled_dot_product_attention ("native"), which picks the flash / '
+                "memory-efficient / cuDNN kernel itself; choose one with torch.nn.attention.sdpa_kernel"
+            )
+
     # ------------------------------------------------------------------ forward
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The activations' dtype: img_in's weights, unless layerwise casting stores them in another
+        dtype (float8) and upcasts each layer to its hook's compute dtype. Read from img_in rather than
+        `self.dtype` so that FSDP's unsharded mixed-precision weights decide during training."""
+        registry = getattr(self.img_in, "_diffusers_hook", None)
+        hook = registry.get_hook("layerwise_casting") if registry is not None else None
+        return hook.compute_dtype if hook is not None else self.img_in.weight.dtype
+
     def embed_text(self, encoder_hidden_states: Tensor) -> Tensor:
         """(B, S, L, enc_dim) selected LM layers -> (B, S, width)."""
         normed = [norm(encoder_hidden_states[:, :, i]) for i, norm in enumerate(self.txt_norm)]
@@ -186,7 +206,7 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
         layout = self._layout(
             hidden_states, encoder_hidden_states, timestep, image_grid, encoder_attention_mask, pack
         )
-        dtype = self.img_in.weight.dtype
+        dtype = self.compute_dtype
         timestep = timestep.reshape(-1).expand(hidden_states.shape[0]) if timestep.numel() == 1 else timestep
 
         temb = self.time_text_embed(timestep, dtype)  # (n, D)

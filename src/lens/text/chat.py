@@ -35,13 +35,17 @@ _SENTINELS = ("lens sentinel", "Zq Sentinel", "42 sentinel")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def validate_prompt(prompt: Any) -> str:
-    """The prompt itself, or LensError if it is not a non-blank string."""
+def validate_prompt(prompt: Any, allow_empty: bool = False) -> str:
+    """The prompt itself, or LensError if it is not a string, or blank unless `allow_empty`.
+
+    Blank prompts are refused by default (an empty caption is almost always a data bug); the pipeline
+    allows them because the released one encodes an empty prompt like any other.
+    """
     if not isinstance(prompt, str):
         raise LensError(
             f"prompts must be strings, got {type(prompt).__name__}: pass text such as 'a red cube'."
         )
-    if not prompt.strip():
+    if not allow_empty and not prompt.strip():
         raise LensError("a prompt is empty or only whitespace: describe the image in words.")
     return prompt
 
@@ -55,8 +59,9 @@ class ChatTemplate(ABC):
     """Wraps a prompt in a chat layout; `render(p) == prefix + p + suffix` for a prompt-free prefix."""
 
     @abstractmethod
-    def render(self, prompt: str) -> str:
-        """The full text fed to the LM for `prompt` (validated; LensError if blank or not a string)."""
+    def render(self, prompt: str, *, allow_empty: bool = False) -> str:
+        """The full text fed to the LM for `prompt` (validated; LensError if not a string, or blank
+        unless `allow_empty`)."""
 
     def prefix_length(self, tokenizer) -> int:
         """Tokens before the prompt's first token, found by tokenising renderings with sentinels."""
@@ -99,8 +104,8 @@ class HarmonyTemplate(ChatTemplate):
             raise LensError(f"date must be a datetime.date or 'YYYY-MM-DD', got {date!r}.")
         self.date, self.system, self.analysis = date, system, analysis
 
-    def render(self, prompt: str) -> str:
-        prompt = validate_prompt(prompt)
+    def render(self, prompt: str, *, allow_empty: bool = False) -> str:
+        prompt = validate_prompt(prompt, allow_empty)
         date = self.date or dt.date.today().isoformat()
         return (
             "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\n"
@@ -144,8 +149,8 @@ class HFChatTemplate(ChatTemplate):
         self.tokenizer, self.system, self.analysis = tokenizer, system, analysis
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
 
-    def render(self, prompt: str) -> str:
-        prompt = validate_prompt(prompt)
+    def render(self, prompt: str, *, allow_empty: bool = False) -> str:
+        prompt = validate_prompt(prompt, allow_empty)
         assistant = {
             "role": "assistant",
             "content": self._FINAL,

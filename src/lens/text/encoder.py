@@ -75,6 +75,7 @@ def encode_prompts(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     grad: bool = False,
+    allow_empty: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Text features (B, S, L, D) and mask (B, S) bool for `prompts`.
 
@@ -83,12 +84,14 @@ def encode_prompts(
     template None picks Harmony for GPT-OSS LMs and the tokenizer's chat template otherwise.
     device: where the LM runs (default: its parameters' device); dtype: of the returned features
     (default: the LM's residual stream dtype). grad: keep the autograd graph (an LM that trains).
+    allow_empty: encode blank prompts as written (the template around an empty user message), as the
+    released pipeline does; by default they are refused.
     """
     prompts = _check_prompts(prompts)
     if isinstance(max_length, bool) or not isinstance(max_length, int):
         raise LensError(f"max_length must be an int number of tokens, got {max_length!r}.")
     template = template if template is not None else default_template(text_encoder, tokenizer)
-    texts = [template.render(p) for p in prompts]  # validates every prompt
+    texts = [template.render(p, allow_empty=allow_empty) for p in prompts]  # validates every prompt
     prefix = template.prefix_ids(tokenizer)
     if max_length <= len(prefix):
         raise LensError(

@@ -64,7 +64,7 @@ def layer_features(
 def _layer_features(
     lm: nn.Module, input_ids: Tensor, attention_mask: Tensor, layers: Sequence[int]
 ) -> Tensor:
-    base, blocks = decoder_layers(lm)
+    _, blocks = decoder_layers(lm)
     wanted = check_layers(layers, len(blocks))
     last = max(wanted)
     captured: dict[int, Tensor] = {}
@@ -79,7 +79,10 @@ def _layer_features(
 
     handles = [blocks[i].register_forward_hook(hook_for(i)) for i in sorted(set(wanted))]
     try:
-        base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        # Call the LM itself, not `base`: hooks on the LM (accelerate's model CPU offload loads the
+        # weights onto the execution device in one) only fire through its own forward. The early exit
+        # still stops it before the final norm and the LM head.
+        lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     except _StopForward:
         pass
     finally:

@@ -106,5 +106,5 @@ class PrefixTemplate(ChatTemplate):
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
 
-    def render(self, prompt: str) -> str:
+    def render(self, prompt: str, *, allow_empty: bool = False) -> str:
         return self.prefix + prompt
