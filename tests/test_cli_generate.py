@@ -35,12 +35,25 @@ def test_generate_writes_deterministic_pngs(model_dir, tmp_path, capsys):
         (["--aspect", "7:5"], "aspect ratio"),
         (["--width", "64"], "--width needs --height"),
         (["--n", "0"], "--n"),
+        (["--cfg", "inf"], "--cfg must be a finite number"),
+        (["--cfg", "nan"], "--cfg must be a finite number"),
+        (["--cfg=-inf"], "--cfg must be a finite number"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys, extra, words):
     assert main(["generate", "x", "--model", str(model_dir), "--out", str(tmp_path)] + extra) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("lens generate: error:") and words in err
+
+
+def test_out_that_is_a_file_is_one_line(model_dir, tmp_path, capsys):
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"an earlier image")
+    for out in (taken, taken / "sub"):  # the file itself, or a folder under it
+        assert main(["generate", "x", "--model", str(model_dir), "--steps", "1", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("lens generate: error: --out") and "folder" in err[0]
+    assert taken.read_bytes() == b"an earlier image"
 
 
 def test_missing_model_paths_are_explained(tmp_path, capsys):

@@ -8,13 +8,14 @@ from collections import Counter
 
 import pytest
 
+from lens.cli import main
 from lens.data.caption.client import CaptionSettings, retry_after
 from lens.data.caption.run import make_openai_client, run_caption
 from lens.data.report import build_report
 from lens.data.sample import dump_meta, read_meta
 from lens.data.shards import ShardWriter, iter_shard, list_shards
 from lens.errors import LensError
-from tests.test_data_helpers import ChatServer, grey_noise, image_ids, jpeg
+from tests.test_data_helpers import ChatServer, TrickleServer, grey_noise, image_ids, jpeg
 
 N = 10
 
@@ -178,6 +179,22 @@ def test_hard_kill_midway_loses_nothing_and_recaptions_nothing_recorded(shards, 
     assert sum(server.served.values()) <= N + 2
     assert sum(served_before.values()) >= len(recorded)
     server.close()
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_timeout_bounds_a_whole_request_from_a_trickling_server(shards, tmp_path, part):
+    # one byte a second never trips a per-read timeout; --timeout must still cut the request
+    server = TrickleServer(part)
+    args = ["data", "caption", str(shards), "--out", str(tmp_path / "cap"), "--model", "m"]
+    args += ["--base-url", server.url, "--api-key-env", "LENS_TEST_NO_KEY", "--timeout", "2"]
+    args += ["--max-retries", "0", "--concurrency", "1", "--limit", "1"]
+    start = time.monotonic()
+    try:
+        assert main(args) == 0
+    finally:
+        server.close()
+    assert server.sent >= 1 and time.monotonic() - start < 4.5
+    assert not _ledger(tmp_path / "cap")  # timed out: not recorded, captioned by the next run
 
 
 def test_missing_key_and_azure_settings_are_explained(monkeypatch):

@@ -134,7 +134,21 @@ def words(n: int, tag: str) -> str:
     return f"A photo {tag} shows {body}."
 
 
-class ChatServer:
+class LocalServer:
+    """An HTTP server on 127.0.0.1 in a daemon thread; `url` is its OpenAI-style /v1 base."""
+
+    def start(self, handler) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class ChatServer(LocalServer):
     """POST /v1/chat/completions with scripted failures.
 
     `script`: behaviours for the next requests, in arrival order ('429', '500', '503', 'slow',
@@ -159,14 +173,7 @@ class ChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.handle(self, body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.start(Handler)
 
     @staticmethod
     def image_id(body: dict) -> str:
@@ -222,6 +229,52 @@ class ChatServer:
             h.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout)
+
+
+def _completion_response() -> tuple[bytes, bytes]:
+    """(status line + headers, body) of a valid chat completion."""
+    message = {"role": "assistant", "content": words(60, "t")}
+    body = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [
+        {"index": 0, "message": message, "finish_reason": "stop"}
+    ]}).encode()  # fmt: skip
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode(), body
+
+
+class TrickleServer(LocalServer):
+    """Answers every POST with a valid chat completion sent one byte per `interval` seconds.
+
+    `part="headers"` trickles from the status line on, `part="body"` sends the headers at once; after
+    `give_up_s` the server hangs up, so a client with no whole-request bound still ends, only late.
+    """
+
+    def __init__(self, part: str = "body", interval: float = 1.0, give_up_s: float = 10.0):
+        self.sent = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.close_connection = True
+                head, body = _completion_response()
+                fast, slow = (b"", head + body) if part == "headers" else (head, body)
+                start = time.monotonic()
+                try:
+                    self.wfile.write(fast)
+                    for i in range(len(slow)):
+                        if time.monotonic() - start > give_up_s:
+                            return
+                        self.wfile.write(slow[i : i + 1])
+                        self.wfile.flush()
+                        server.sent += 1
+                        time.sleep(interval)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up: what it should do
+
+        self.start(Handler)
 
 
 def image_ids(shard_dir: Path, max_side: int = 1536) -> list[str]:

@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import os
 import tarfile
 
 import pyarrow as pa
@@ -165,3 +166,41 @@ def test_ray_executor_without_ray_says_how_to_install(tmp_path, monkeypatch):
     src = make_folder(tmp_path / "imgs", photos=("astronaut",), broken=False)
     with pytest.raises(LensError, match=r"lens\[ray\]"):
         run_ingest([str(src)], ingest_config(str(tmp_path / "o")), executor="ray")
+
+
+def test_names_that_are_not_utf8_keep_the_run_and_their_images(tmp_path):
+    # Linux names are bytes; Python hands these over as lone surrogates that no UTF-8 writer accepts
+    src = make_folder(tmp_path / "imgs", photos=("astronaut",), broken=False)
+    (src / os.fsdecode(b"caf\xe9.jpg")).write_bytes(jpeg(photo("rocket")))
+    shard = tmp_path / "in.tar"
+    with tarfile.open(
+        shard, "w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape"
+    ) as tar:
+        for name in (os.fsdecode(b"\xff\xfe.jpg"), "ok.jpg"):
+            data = jpeg(photo("coffee"))
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    out = tmp_path / "raw"
+    run_ingest([str(src), str(shard)], ingest_config(str(out)))
+    sources = sorted(read_meta(s)["source"].rsplit("/", 1)[1] for s in _samples(out))
+    assert sources == ["astronaut.jpg", "caf\\xe9.jpg", "in.tar:\\xff\\xfe", "in.tar:ok"]
+    assert _counts(out) == {"seen": 4, "written": 4}
+
+
+def test_symlinks_stay_inside_the_input_and_loops_are_counted(tmp_path):
+    src = make_folder(tmp_path / "imgs", photos=("astronaut", "rocket"), broken=False)
+    outside = make_folder(tmp_path / "elsewhere", photos=("coffee",), broken=False)
+    (outside / "secret.txt").write_text("root:x:0:0")
+    (src / "passwd.jpg").symlink_to(outside / "coffee.jpg")  # a file link out of the tree
+    (src / "linked_dir").symlink_to(outside)  # a folder link out of the tree
+    (src / "rocket.txt").symlink_to(outside / "secret.txt")  # a sidecar link out of the tree
+    (src / "again.jpg").symlink_to(src / "astronaut.jpg")  # inside the tree: followed
+    (src / "loop_a.jpg").symlink_to(src / "loop_b.jpg")
+    (src / "loop_b.jpg").symlink_to(src / "loop_a.jpg")
+    out = tmp_path / "raw"
+    run_ingest([str(src)], ingest_config(str(out)))
+    metas = {read_meta(s)["source"].rsplit("/", 1)[1]: read_meta(s) for s in _samples(out)}
+    assert sorted(metas) == ["again.jpg", "astronaut.jpg", "rocket.jpg"]
+    assert metas["rocket.jpg"]["alt"] is None  # the linked sidecar was not read
+    assert _counts(out) == {"seen": 3, "written": 3, "outside_input": 2, "symlink_loop": 2}

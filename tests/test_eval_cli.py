@@ -103,6 +103,21 @@ def test_an_unknown_caption_style_is_refused(command, capsys):
     assert exit_.value.code == 2 and "invalid choice: 'florid'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "nano-run", "--guidance", "3", "nan"],
+        ["eval", "gate", "--guidance", "inf"],
+        ["nano", "build", "unused", "--guidance=-inf"],
+    ],
+)
+def test_guidance_that_is_not_finite_is_refused_in_one_line(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # where `nano build` would write, were it not refused
+    assert main(command) == 2  # before any model loads or folder is made
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--guidance must be a finite number" in err[0]
+
+
 def test_the_cli_offers_the_worlds_caption_styles():
     from lens.world.captions import CAPTION_STYLES as WORLD_STYLES
 

@@ -150,3 +150,36 @@ def test_cli_makes_the_frozen_folder_under_the_released_names(built, tmp_path, c
             assert (out / name / f.name).read_bytes() == f.read_bytes(), f
     assert main(["nano", "frozen", str(components), str(out)]) == 2
     assert "is not empty" in capsys.readouterr().err
+
+
+def test_lookup_text_encoder_gives_each_token_its_own_embedding(built, tmp_path):
+    from transformers import AutoTokenizer
+
+    from lens.text.encoder import LensGptOssEncoder, encode_prompts
+
+    components, _ = built
+    out = tmp_path / "frozen_lookup"
+    assert main(["nano", "frozen", str(components), str(out), "--text-encoder", "lookup"]) == 0
+    lm = LensGptOssEncoder.from_pretrained(out / "text_encoder").eval()
+    tok = AutoTokenizer.from_pretrained(out / "tokenizer")
+    captions = ["a red circle above a blue square", "a blue circle above a blue square"]
+    layers = tuple(range(lm.config.num_hidden_layers))
+    feats, mask = encode_prompts(lm, tok, captions, layers=layers)  # (2, S, L, D)
+    ids = [tok(c, add_special_tokens=False)["input_ids"] for c in captions]
+    table = lm.model.embed_tokens.weight
+    assert table.std().item() == pytest.approx(1.0, abs=0.1)  # not HF's 0.02
+    for row, caption_ids in enumerate(ids):
+        own = feats[row, mask[row]]  # (S_i, L, D): the caption and the template suffix
+        for layer in layers:  # no context mixing: every layer is the token's embedding
+            torch.testing.assert_close(own[:, layer], own[:, 0])
+        embedded = table[caption_ids]  # the caption's words appear, in order, as their embeddings
+        starts = [i for i in range(len(own) - len(caption_ids) + 1)
+                  if torch.allclose(own[i : i + len(caption_ids), 0], embedded)]  # fmt: skip
+        assert len(starts) == 1
+    # the colour word changes its own token's feature and nothing else (no context)
+    a, b = feats[0, mask[0]][:, 0], feats[1, mask[1]][:, 0]
+    assert int((a - b).abs().sum(-1).gt(1e-6).sum()) == 1
+    with pytest.raises(LensError, match="text_encoder must be one of"):
+        from lens.nano.bundle import frozen_folder
+
+        frozen_folder(components, tmp_path / "bad", text_encoder="bag")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from lens.cli.options import add_caption_style
+from lens.cli.options import add_caption_style, check_guidance
 from lens.errors import LensError
 
 BUNDLED = "the bundled Lens-Nano"
@@ -171,6 +171,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.n_samples < 1 or args.steps < 1 or args.batch_size < 1:
         raise LensError("--n-samples, --steps and --batch-size must be at least 1")
+    check_guidance("--guidance", args.guidance)
     sizes = [parse_size(s) for s in args.size]
     modes = {"reasoner": [True], "short": [False], "both": [True, False]}[args.prompts]
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -223,6 +224,7 @@ def _gate(args: argparse.Namespace) -> int:
 
     if args.seeds < 1 or args.steps < 1:
         raise LensError("--seeds and --steps must be at least 1")
+    check_guidance("--guidance", args.guidance)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = load_pipeline(args.model, device=device, dtype=torch.float32)  # as shipped: fp32
     pipe.set_progress_bar_config(disable=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import re
-from pathlib import Path
 
+from lens.cli.options import check_guidance, check_output_folder, make_output_folder
 from lens.errors import LensError
 
 
@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         raise LensError(f"--n must be at least 1, got {args.n}")
     if not args.prompt.strip():
         raise LensError("the prompt is empty; describe the image to generate")
+    check_guidance("--cfg", args.cfg)
+    out = check_output_folder("--out", args.out)
     text = nano_rewrite(args.prompt, args.seed) if _use_nano_reasoner(args) else args.prompt
     if text != args.prompt:
         print(f"caption (nano reasoner): {text}")
@@ -91,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
         generator=generator,
         **size,
     ).images
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder("--out", out)
     info = PngInfo()
     info.add_text("prompt", args.prompt)
     if text != args.prompt:

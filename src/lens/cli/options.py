@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
+from lens.errors import LensError
+
 
 def add_overrides(parser, what: str = "config field, e.g. --set optim.lr=1e-4") -> None:
     """`--set KEY=VALUE` (repeatable) into `args.overrides`, as `lens train` reads them."""
@@ -26,3 +31,34 @@ def add_caption_style(parser, what: str) -> None:
         default="compact",
         help=f"style of {what}: compact (<= ~40 words, the default) or verbose (a ~130-word paragraph)",
     )
+
+
+def check_guidance(flag: str, values) -> None:
+    """A LensError unless every CFG scale is a finite number.
+
+    argparse's float() takes 'inf' and 'nan': inf gives a black image and nan switches CFG off, because
+    every comparison with nan is false, and both used to exit 0.
+    """
+    for value in values if isinstance(values, list | tuple) else [values]:
+        if value is not None and not math.isfinite(value):
+            raise LensError(f"{flag} must be a finite number (e.g. 5, or 1 to turn CFG off), got {value}")
+
+
+def check_output_folder(flag: str, path: str) -> Path:
+    """`path` as a Path, or a LensError if it cannot become a folder: it, or the nearest existing
+    path above it, is a file. Checked before any model loads, so a wrong --out costs nothing."""
+    out = Path(path)
+    existing = next(p for p in (out, *out.parents) if p.exists())  # '.' or '/' ends the walk
+    if not existing.is_dir():
+        raise LensError(f"{flag} {out}: {existing} is a file; pass a folder (it is created if missing)")
+    return out
+
+
+def make_output_folder(flag: str, out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LensError(
+            f"{flag} {out}: cannot create the folder ({err.strerror or err}); pass another"
+        ) from err
+    return out

@@ -37,6 +37,12 @@ def run(args) -> int:
     from lens.train.loop import train
 
     summary = train(cfg, resume=args.resume)
-    if os.environ.get("RANK", "0") == "0":
+    if os.environ.get("RANK", "0") != "0":
+        return 0
+    if summary["stopped"]:  # a scheduler's SIGTERM: the checkpoint is saved, the exit is a clean one
+        print(
+            f"stopped by {summary['stopped']} at step {summary['step']} (checkpoint saved); continue with --resume"
+        )
+    else:
         print(f"done: step {summary['step']}, skipped {summary['skipped']}, data {summary['data']}")
     return 0

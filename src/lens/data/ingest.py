@@ -7,6 +7,7 @@ counted by reason in `<unit>.stats.json`, never fatal.
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from lens.data.decode import DEFAULT_MAX_PIXELS, CorruptImage, decode, encode
 from lens.data.sample import bucket_label, dump_meta, read_meta
 from lens.data.shards import ShardWriter, iter_shard
 from lens.data.sources import IMAGE_SUFFIXES, alt_from_meta, plan_units
-from lens.data.units import Unit, stats_path, write_json_atomic
+from lens.data.units import Unit, printable, stats_path, write_json_atomic
 from lens.errors import LensError
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,7 @@ def ingest_unit(unit: Unit, config: dict) -> dict:
             try:
                 im, info = decode(data, max_pixels=config["max_pixels"])
             except CorruptImage as err:
-                counts[err.reason] += 1
-                if len(errors) < MAX_ERRORS_KEPT:
-                    errors.append(f"{source}: {err}")
+                _count(counts, errors, err.reason, f"{source}: {err}")
                 continue
             w, h = im.size
             meta = {
@@ -72,20 +71,22 @@ def _inputs(
 ) -> Iterator[tuple[bytes, str | None, str, str | None]]:
     """(bytes, alt text, source label, url) for every input of the unit, in order."""
     if unit.kind == "files":
-        for path, alt in unit.items:
+        for path, alt, *skip in unit.items:
+            if skip:  # decided when the folder was scanned (a link out of the input tree): never read
+                _count(counts, errors, skip[0], f"{printable(path)}: {skip[0]}")
+                continue
             try:
                 data = Path(path).read_bytes()
             except OSError as err:
-                counts["missing"] += 1
-                if len(errors) < MAX_ERRORS_KEPT:
-                    errors.append(f"{path}: {err.strerror or err}")
+                reason = "symlink_loop" if err.errno == errno.ELOOP else "missing"
+                _count(counts, errors, reason, f"{printable(path)}: {err.strerror or err}")
                 continue
-            yield data, alt, path, None
+            yield data, alt, printable(path), None
         return
     damage: list[str] = []
     for sample in iter_shard(unit.path, damage):
         ext = next((e for e in _TAR_IMAGE_EXTS if e in sample), None)
-        source = f"{unit.path}:{sample['__key__']}"
+        source = printable(f"{unit.path}:{sample['__key__']}")
         if ext is None:
             counts["no_image"] += 1
             continue
@@ -94,8 +95,14 @@ def _inputs(
         yield sample[ext], alt or None, source, meta.get("url")
     if damage:
         counts["damaged_shards"] += 1
-        errors.extend(damage[:1])
+        errors.extend(printable(d) for d in damage[:1])
         log.warning("damaged shard, read what was readable: %s", damage[0])
+
+
+def _count(counts: Counter, errors: list[str], reason: str, message: str) -> None:
+    counts[reason] += 1
+    if len(errors) < MAX_ERRORS_KEPT:
+        errors.append(message)
 
 
 def run_ingest(

@@ -2,7 +2,9 @@
 
 - a folder (recursive, sorted): image files, with optional alt text in a same-stem `.txt` / `.caption`
   / `.json` sidecar; `.tar` shards inside it are read as shards; other unknown files become items that
-  fail to decode and are counted as `not_image`;
+  fail to decode and are counted as `not_image`. Symlinks are followed only inside the folder: one
+  that leaves it (say to /etc/passwd) becomes an item counted as `outside_input` and is never read,
+  and a looping or dangling link stays an item so ingest counts it (`symlink_loop`, `missing`);
 - `.tar` / `.tar.gz` shards (WebDataset, e.g. img2dataset output: `key.jpg` + `key.txt` + `key.json`);
 - `.parquet` / `.csv` / `.tsv` / `.jsonl` lists with a path column and an optional alt-text column.
   URLs are not downloaded here: run img2dataset (it writes WebDataset shards) and ingest its output.
@@ -25,6 +27,7 @@ LIST_SUFFIXES = {".parquet", ".csv", ".tsv", ".jsonl"}
 META_SUFFIXES = {".txt", ".caption", ".json", ".md", ".parquet", ".csv", ".tsv", ".jsonl", ".tmp"}
 PATH_COLUMNS = ("path", "image", "image_path", "file", "filepath", "filename")
 TEXT_COLUMNS = ("caption", "alt", "alt_text", "text", "TEXT")
+OUTSIDE_INPUT = "outside_input"  # the skip reason of a symlink that leaves its input folder
 
 
 def is_shard(path: Path) -> bool:
@@ -67,35 +70,63 @@ def plan_units(
     return units
 
 
-def _scan_folder(root: Path) -> tuple[list[tuple[str, str | None]], list[Path]]:
+def _scan_folder(root: Path) -> tuple[list[tuple], list[Path]]:
+    """Items (path, alt) or, for a link out of the tree, (path, None, OUTSIDE_INPUT); and the shards."""
     items, tars = [], []
+    real_root = Path(os.path.realpath(root))
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        # os.walk never descends into a linked folder; one that leaves the tree is still counted
+        items += [
+            (str(Path(dirpath) / d), None, OUTSIDE_INPUT)
+            for d in dirnames
+            if _leaves_tree(Path(dirpath) / d, real_root)
+        ]
         names = set(filenames)
         for name in sorted(filenames):
             path = Path(dirpath) / name
             suffix = path.suffix.lower()
-            if name.startswith(".") or suffix in META_SUFFIXES or not path.is_file():
+            if name.startswith(".") or suffix in META_SUFFIXES:
+                continue
+            if _leaves_tree(path, real_root):
+                items.append((str(path), None, OUTSIDE_INPUT))
+                continue
+            # FIFOs and sockets are not inputs; a looping or dangling link is, so ingest counts it
+            if not (path.is_file() or path.is_symlink()):
                 continue
             if is_shard(path):
                 tars.append(path)
                 continue
-            items.append((str(path), _sidecar_text(path, names)))
+            items.append((str(path), _sidecar_text(path, names, real_root)))
     return items, tars
 
 
-def _sidecar_text(image: Path, names: set[str]) -> str | None:
+def _leaves_tree(path: Path, real_root: Path) -> bool:
+    """Whether `path` is a symlink whose target lies outside `real_root` (already resolved)."""
+    return path.is_symlink() and not Path(os.path.realpath(path)).is_relative_to(real_root)
+
+
+def _sidecar_text(image: Path, names: set[str], real_root: Path) -> str | None:
     for ext in TEXT_SIDECARS:
-        if image.stem + ext in names:
-            text = image.with_suffix(ext).read_text(encoding="utf-8", errors="replace").strip()
+        if image.stem + ext in names and not _leaves_tree(image.with_suffix(ext), real_root):
+            text = _read_text(image.with_suffix(ext)).strip()
             return text or None
-    if image.stem + ".json" in names:
+    sidecar = image.with_suffix(".json")
+    if image.stem + ".json" in names and not _leaves_tree(sidecar, real_root):
         try:
-            meta = json.loads(image.with_suffix(".json").read_text(encoding="utf-8"))
-        except (ValueError, OSError):
+            meta = json.loads(_read_text(sidecar))
+        except ValueError:
             return None
         return alt_from_meta(meta)
     return None
+
+
+def _read_text(path: Path) -> str:
+    """A sidecar's text; an unreadable one (a looping link, no permission) is no alt text, not an error."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def alt_from_meta(meta) -> str | None:

@@ -67,11 +67,20 @@ def is_done(out_dir: str | Path, name: str) -> bool:
     return stats_path(out_dir, name).is_file()
 
 
+def printable(name: str) -> str:
+    """A file or member name as valid UTF-8 text: bytes that are not UTF-8 become `\\xNN` escapes.
+
+    Python hands such names over as lone surrogates, which no UTF-8 writer accepts; one of them in a
+    sample's metadata used to abort the whole run.
+    """
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def write_json_atomic(path: str | Path, obj) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False))
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -79,5 +88,5 @@ def write_provenance(out_dir: str | Path, command: str, inputs: list[str], confi
     """Record which step made `out_dir` and from what, so reports can follow the chain upstream."""
     write_json_atomic(
         Path(out_dir) / "provenance.json",
-        {"command": command, "inputs": [str(Path(p).resolve()) for p in inputs], "config": config},
+        {"command": command, "inputs": [printable(str(Path(p).resolve())) for p in inputs], "config": config},
     )

@@ -27,11 +27,18 @@ def folder_mb(path: str | Path) -> float:
     return round(sum(f.stat().st_size for f in files) / 2**20, 3)
 
 
-def frozen_folder(components: str | Path, out: str | Path, native_size: int | None = None) -> Path:
+TEXT_ENCODERS = ("lm", "lookup")
+
+
+def frozen_folder(
+    components: str | Path, out: str | Path, native_size: int | None = None, text_encoder: str = "lm"
+) -> Path:
     """Copy the frozen components into `out` and add `scheduler/` and `model_index.json`.
 
     The placeholder denoiser and the default size follow the components' manifest (`native_size`
-    overrides its size; without a manifest: the nano preset at 128x128).
+    overrides its size; without a manifest: the nano preset at 128x128). `text_encoder="lookup"`
+    writes the LM turned into a context-free word lookup (`lens.nano.lm.word_lookup`) instead of the
+    trained LM.
     """
     import dataclasses
 
@@ -45,6 +52,8 @@ def frozen_folder(components: str | Path, out: str | Path, native_size: int | No
     from lens.train.presets import get_preset
 
     src, dst = Path(components), Path(out)
+    if text_encoder not in TEXT_ENCODERS:
+        raise LensError(f"text_encoder must be one of {', '.join(TEXT_ENCODERS)}; got {text_encoder!r}")
     missing = [name for name in FROZEN if not (src / name).is_dir()]
     if missing:
         raise LensError(f"{src} lacks {', '.join(missing)}: run `lens nano build-components {src}` first")
@@ -80,7 +89,12 @@ def frozen_folder(components: str | Path, out: str | Path, native_size: int | No
         shutil.copy(Path(tmp) / "model_index.json", dst / "model_index.json")
         shutil.copytree(Path(tmp) / "scheduler", dst / "scheduler")
     for name in FROZEN:  # the builder's own files, byte for byte
-        shutil.copytree(src / name, dst / name)
+        if name == "text_encoder" and text_encoder == "lookup":
+            from lens.nano.lm import word_lookup
+
+            word_lookup(lm).save_pretrained(dst / name, safe_serialization=True)
+        else:
+            shutil.copytree(src / name, dst / name)
     return dst
 
 

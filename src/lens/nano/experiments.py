@@ -15,7 +15,6 @@ The held-out bucket claim: the nano preset never trains 1:2, 2:1 or areas above 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -67,13 +66,14 @@ def captions(
 
 def table(out_dir: str | Path, policies: tuple[str, ...] = POLICIES) -> list[dict]:
     """[{"step", "<policy>/short", "<policy>/reasoner", ...}] from each arm's metrics.jsonl."""
+    from lens.train.metrics import read_rows
+
     rows: dict[int, dict] = {}
     for policy in policies:
         path = Path(out_dir) / policy / "metrics.jsonl"
         if not path.is_file():
             continue
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
+        for row in read_rows(path):
             if "eval/nano/overall" in row:
                 r = rows.setdefault(row["step"], {"step": row["step"]})
                 r[f"{policy}/short"] = row["eval/nano/overall"]

@@ -75,6 +75,30 @@ def nano_lm(tokenizer, spec: LMSpec = LMSpec(), seed: int = 0) -> LensGptOssEnco
     return lm.eval()
 
 
+@torch.no_grad()
+def word_lookup(lm: LensGptOssEncoder, seed: int = 0, std: float = 1.0) -> LensGptOssEncoder:
+    """Turn `lm` into a context-free word lookup, in place: token embeddings N(0, std^2) and every
+    block's attention and expert outputs zeroed, so each layer's residual stream is the token's own
+    embedding. Same class and files as the LM, so the pipeline and `lens prepare` run unchanged.
+
+    Why: a trained LM's features share a large common component, and a colour word decides only a
+    few per cent of its token's features (the colour-word share); with a lookup it decides ~86 %, the
+    strongest caption binding measured on the nano (docs/nano-experiments.md, sixth session). The
+    denoiser still sees word order through the text positions, not through context mixing.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.nn.init.normal_(lm.model.embed_tokens.weight, std=std)
+    for layer in lm.model.layers:
+        attn, experts = layer.self_attn.o_proj, layer.mlp.experts
+        attn.weight.zero_()
+        if attn.bias is not None:
+            attn.bias.zero_()
+        experts.down_proj.zero_()
+        experts.down_proj_bias.zero_()
+    return lm.eval()
+
+
 def lm_batch(tokenizer, texts: list[str], prefix: int, max_tokens: int) -> tuple[Tensor, Tensor, Tensor]:
     """(input_ids, attention_mask, labels), each (B, T): right padding, labels IGNORE on the first
     `prefix` tokens and on padding (the model shifts labels itself)."""

@@ -10,6 +10,10 @@ Atomicity: every rank writes into `checkpoints/.tmp-step_XXXXXXXX/`; after a bar
 shared filesystem across nodes). A kill at any moment leaves either the old set of checkpoints or the
 old set plus the new one, never a half one under a final name; leftover temp folders are removed at
 the next start. Only the last `keep` checkpoints are kept.
+
+Resuming (`Checkpointer.resume`) loads the newest checkpoint that reads back whole and logs the damaged
+ones it skipped (a disk that lost files, a copy cut short). A checkpoint whose weights do not fit the
+model built from this config is not damage: that is a LensError at once, before any older one is tried.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -89,6 +94,50 @@ def checkpoint_keys(path: str | Path) -> set[str]:
     return set(dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata)
 
 
+def root_error(err: BaseException) -> BaseException:
+    """The error a rank actually hit, out of DCP's CheckpointException (which wraps every rank's)."""
+    if isinstance(err, CheckpointException) and err.failures:
+        failure = next(iter(err.failures.values()))
+        return failure[0] if isinstance(failure, tuple) else failure
+    return err
+
+
+def describe(err: BaseException) -> str:
+    """'Type: first line' of an error for a log line; a bare EOFError says what it means."""
+    text = str(err).strip().splitlines() or ["a file ends early"]
+    return f"{type(err).__name__}: {text[0]}"
+
+
+class DamagedCheckpoint(Exception):
+    """A checkpoint folder that does not read back whole; resuming falls back to an older one."""
+
+
+def _some(names: list[str]) -> str:
+    return names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+
+
+def config_mismatch(path: Path, model_state: dict) -> str | None:
+    """What differs between the model weights saved in `path` and `model_state` (None: they fit)."""
+    try:
+        saved_meta = dcp.FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    except Exception as err:  # a missing or cut .metadata file: pickle, EOF and OS errors alike
+        raise DamagedCheckpoint(f"unreadable metadata ({describe(err)})") from err
+    saved = {
+        k[6:]: tuple(m.size) for k, m in saved_meta.items() if k.startswith("model.") and hasattr(m, "size")
+    }
+    wanted = {k: tuple(v.shape) for k, v in model_state.items()}
+    missing, extra = sorted(set(wanted) - set(saved)), sorted(set(saved) - set(wanted))
+    reshaped = [k for k in sorted(wanted) if k in saved and saved[k] != wanted[k]]
+    if missing:
+        return f"it lacks {_some(missing)}"
+    if extra:
+        return f"it has {_some(extra)}, which this model lacks"
+    if reshaped:
+        k = reshaped[0]
+        return f"{k} is {'x'.join(map(str, saved[k]))} there, {'x'.join(map(str, wanted[k]))} here"
+    return None
+
+
 class Checkpointer:
     def __init__(self, run_dir: str | Path, info: DistInfo, keep: int):
         self.root = Path(run_dir) / "checkpoints"
@@ -116,7 +165,13 @@ class Checkpointer:
         if self.info.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         barrier(self.info)
-        _quiet(dcp.save, state, checkpoint_id=str(tmp))
+        try:
+            _quiet(dcp.save, state, checkpoint_id=str(tmp))
+        except (CheckpointException, Exception):
+            # every rank has stopped writing once DCP raises; give a full disk back what the try took
+            if self.info.is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
         barrier(self.info)
         if kill_midway:  # fault injection: die with the files written but not committed
             os.kill(os.getpid(), signal.SIGKILL)
@@ -130,10 +185,44 @@ class Checkpointer:
         log.info("saved checkpoint %s", final)
         return final
 
+    def resume(self, model, optim, ema) -> dict | None:
+        """Load the newest intact checkpoint, logging the damaged ones skipped; None if there is none."""
+        run_dir = self.root.parent
+        skipped = []
+        for _, path in reversed(list_checkpoints(run_dir)):
+            try:
+                extra = self.load(path, model, optim, ema)
+            except DamagedCheckpoint as err:
+                log.warning("skipping damaged checkpoint %s: %s", path, err)
+                skipped.append(path.name)
+                continue
+            if skipped:
+                log.warning(
+                    "resumed from %s, the newest intact checkpoint; skipped %s", path.name, ", ".join(skipped)
+                )
+            return extra
+        if skipped:
+            raise LensError(
+                f"every checkpoint in {self.root} is damaged ({', '.join(skipped)}; see {run_dir}/train.log); "
+                "move them away to start from step 0, or pass another --run-dir"
+            )
+        return None
+
     def load(self, path: Path, model, optim, ema) -> dict:
-        """Load into the (possibly sharded) model, optimiser and EMA; returns the parsed `extra`."""
-        keys = checkpoint_keys(path)
+        """Load into the (possibly sharded) model, optimiser and EMA; returns the parsed `extra`.
+
+        Raises LensError if the checkpoint was saved by another model config, DamagedCheckpoint if its
+        files do not read back.
+        """
         msd = get_model_state_dict(model)
+        mismatch = config_mismatch(path, msd)
+        if mismatch:
+            run_dir = self.root.parent
+            raise LensError(
+                f"{path} was saved with another model config ({mismatch}); resume with the run's own "
+                f"config (lens train {run_dir / 'config.json'} --run-dir {run_dir} --resume) or pass a new --run-dir"
+            )
+        keys = checkpoint_keys(path)
         osd = get_optimizer_state_dict(model, optim)
         # parameters that never received a gradient (e.g. the last block's text-stream output) have no
         # optimiser state in the checkpoint; keep them freshly initialised instead of failing
@@ -150,10 +239,10 @@ class Checkpointer:
                 log.warning("%s has no EMA weights: the EMA starts from the current weights", path)
         try:
             load_dcp(state, path)
-        except Exception as err:
-            raise LensError(
-                f"cannot load checkpoint {path}: {err}. Is it from a run with the same model config?"
-            ) from err
+            extra = json.loads(state["extra"])
+        # DCP wraps every rank's error in CheckpointException, a BaseException: `except Exception` misses it
+        except (CheckpointException, Exception) as err:
+            raise DamagedCheckpoint(describe(root_error(err))) from err
         set_model_state_dict(model, state["model"])
         set_optimizer_state_dict(model, optim, state["optim"], options=StateDictOptions(strict=False))
         if ema is not None and "ema" in state:
@@ -161,4 +250,4 @@ class Checkpointer:
         elif ema is not None:
             ema.load_state_dict({n: p for n, p in zip(ema.names, ema.params)})
         log.info("resumed from %s", path)
-        return json.loads(state["extra"])
+        return extra

@@ -3,7 +3,8 @@
 One optimiser step = `optim.grad_accum` micro-batches (each one bucket batch or one pack per rank),
 flow-matching loss, backward, gradient clipping, AdamW, optional EMA. A step whose loss or gradient
 norm is not finite (on any rank: the checks use globally reduced values) is skipped and counted;
-`train.max_nonfinite` skipped steps in a row stop the run with a message.
+`train.max_nonfinite` skipped steps in a row stop the run with a message. SIGTERM and
+`train.max_minutes` stop it after the current step, with a checkpoint (faults.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from lens.train.ema import EMA
 from lens.train.encoders import FrozenEncoders
 from lens.train.evals import build_hooks
 from lens.train.export import build_model
+from lens.train.faults import StopSignal, disk_errors
 from lens.train.loader import TrainLoader
 from lens.train.metrics import Metrics, timer
 from lens.train.objective import draw_noise, flow_matching_loss, step_generator
@@ -76,14 +78,13 @@ class Trainer:
     def __init__(self, cfg: Config, resume: bool = False):
         self.cfg = cfg
         self.info = info = init_distributed(cfg.train, cfg.parallel)
-        self.run_dir = Path(cfg.run_dir or f"runs/{cfg.preset or 'run'}")
+        self.run_dir = run_dir_of(cfg)
         if latest_checkpoint(self.run_dir) is not None and not resume:
             raise LensError(
                 f"{self.run_dir} already has checkpoints: pass --resume to continue it, or another --run-dir"
             )
         if info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            cfg.save(self.run_dir / "config.json")
         barrier(info)
         setup_logging(self.run_dir, info.is_main)
         self._threads = torch.get_num_threads()
@@ -146,10 +147,10 @@ class Trainer:
 
         # 4. state: fresh or resumed
         self.step, self.skipped, self.nonfinite_run = 0, 0, 0
+        self.stopped: str | None = None
         self.ckpt = Checkpointer(self.run_dir, info, cfg.checkpoint.keep)
-        path = latest_checkpoint(self.run_dir) if resume else None
-        if path is not None:
-            extra = self.ckpt.load(path, self.trained, self.optim, self.ema)
+        extra = self.ckpt.resume(self.trained, self.optim, self.ema) if resume else None
+        if extra is not None:
             self.step, self.skipped = int(extra["step"]), int(extra.get("skipped", 0))
             ranks = extra["ranks"]
             self.loader.load_state_dict([r["loader"] for r in ranks])
@@ -157,6 +158,8 @@ class Trainer:
                 set_rng_state(ranks[info.rank]["rng"])
         elif resume:
             log.info("no checkpoint in %s: starting from step 0", self.run_dir)
+        if info.is_main:  # only now: a resume refused for another model config leaves the run's own
+            cfg.save(self.run_dir / "config.json")
         self.metrics = Metrics(self.run_dir, cfg.log, info, cfg.train.steps, self.step)
         self.hooks = build_hooks(self, cfg.log.evals) if cfg.log.eval_every > 0 else []
         self._prompt_features = None
@@ -301,6 +304,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ the run
     def run(self) -> dict:
+        with StopSignal() as stop:
+            return self._run(stop)
+
+    def _run(self, stop: StopSignal) -> dict:
         cfg = self.cfg
         losses: list[float] = []
         evals: dict[int, dict] = {}
@@ -322,7 +329,7 @@ class Trainer:
                         f"{self.nonfinite_run} steps in a row had a non-finite loss or gradient (last: step {self.step}); "
                         "lower optim.lr, raise warm-up, check the data, or resume from an earlier checkpoint"
                     )
-                last = self.step == cfg.train.steps or self.out_of_time(started)
+                last = self.step == cfg.train.steps or self.should_stop(started, stop.requested)
                 if self.step % cfg.log.every == 0 or last:
                     self.metrics.report(
                         self.step, loss, norm, self.lr_at(self.step - 1), self.skipped, self.loader.stats
@@ -343,17 +350,22 @@ class Trainer:
             "skipped": self.skipped,
             "evals": evals,
             "data": self.loader.stats,
+            "stopped": self.stopped,
         }
 
-    def out_of_time(self, started: float) -> bool:
-        """Past `train.max_minutes` on any rank (all ranks must stop at the same step)."""
+    def should_stop(self, started: float, signalled: bool) -> bool:
+        """Past `train.max_minutes` or sent SIGTERM, on any rank (all ranks must stop at the same step)."""
         limit = self.cfg.train.max_minutes
-        if limit <= 0:
+        if limit <= 0 and self.info.world == 1 and not signalled:
             return False
-        over = all_reduce_sum([float(timer() - started > 60.0 * limit)], self.info)[0] > 0
-        if over:
+        over = float(limit > 0 and timer() - started > 60.0 * limit)
+        over, term = all_reduce_sum([over, float(signalled)], self.info)
+        if term > 0:
+            log.info("SIGTERM at step %d: saving and stopping; continue with --resume", self.step)
+            self.stopped = "SIGTERM"
+        elif over > 0:
             log.info("train.max_minutes=%g reached at step %d: saving and stopping", limit, self.step)
-        return over
+        return over + term > 0
 
     def save(self) -> Path:
         local = {"loader": self.loader.state_dict(), "rng": rng_state()}
@@ -373,6 +385,12 @@ class Trainer:
             h.close()
 
 
+def run_dir_of(cfg: Config) -> Path:
+    return Path(cfg.run_dir or f"runs/{cfg.preset or 'run'}")
+
+
 def train(cfg: Config, resume: bool = False) -> dict:
-    """Build a Trainer and run it; returns a summary (final step, per-step losses, evals, data stats)."""
-    return Trainer(cfg, resume=resume).run()
+    """Build a Trainer and run it; returns a summary (final step, per-step losses, evals, data stats,
+    and `stopped`: "SIGTERM" when a stop request ended the run early)."""
+    with disk_errors(run_dir_of(cfg)):
+        return Trainer(cfg, resume=resume).run()

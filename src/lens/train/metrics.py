@@ -43,13 +43,25 @@ def peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux -> ~GB
 
 
+def read_rows(path: str | Path) -> list[dict]:
+    """The rows of a metrics.jsonl. A line that does not parse is dropped: a kill mid-write leaves the
+    last line torn, and that must not block a resume."""
+    rows = []
+    for line in Path(path).read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
 def _drop_rows_after(path: Path, step: int) -> None:
     if not path.is_file():
         return
-    rows = [
-        line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step
-    ]
-    path.write_text("".join(r + "\n" for r in rows))
+    rows = [row for row in read_rows(path) if row["step"] <= step]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _duration(seconds: float) -> str:

@@ -26,8 +26,13 @@ from lens.errors import LensError
 
 
 def make_openai_client(base_url: str | None, api_key_env: str, azure_api_version: str | None, timeout: float):
-    """An openai client with the SDK's own retries off (ours handle 429/5xx/timeouts)."""
+    """An openai client with the SDK's own retries off (ours handle 429/5xx/timeouts).
+
+    Its transport bounds each request as a whole by `timeout`, which httpx alone does not (deadline.py).
+    """
     import openai
+
+    from lens.data.caption.deadline import DeadlineTransport
 
     key = os.environ.get(api_key_env)
     if not key:
@@ -37,6 +42,7 @@ def make_openai_client(base_url: str | None, api_key_env: str, azure_api_version
             raise LensError(
                 f"set ${api_key_env} to your API key (or --api-key-env NAME for another variable)"
             )
+    http_client = openai.DefaultHttpxClient(transport=DeadlineTransport())
     if azure_api_version:
         if not base_url:
             raise LensError("Azure OpenAI needs --base-url https://<resource>.openai.azure.com")
@@ -46,8 +52,11 @@ def make_openai_client(base_url: str | None, api_key_env: str, azure_api_version
             api_key=key,
             max_retries=0,
             timeout=timeout,
+            http_client=http_client,
         )
-    return openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=timeout)
+    return openai.OpenAI(
+        base_url=base_url, api_key=key, max_retries=0, timeout=timeout, http_client=http_client
+    )
 
 
 def count_samples(path: Path) -> int:
