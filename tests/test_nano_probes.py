@@ -8,7 +8,16 @@ import pytest
 import torch
 
 from lens.latents import LatentCodec
-from lens.nano.probes import colour_swap, object_mask, probe_scenes, swap_colour, swapped_scene, x0_reader
+from lens.nano.probes import (
+    colour_swap,
+    object_mask,
+    probe_scenes,
+    shape_swap,
+    swap_colour,
+    swap_shape,
+    swapped_scene,
+    x0_reader,
+)
 from lens.testing import tiny_random_pipeline
 from lens.world.render import render_scene
 from lens.world.vocab import COLORS
@@ -95,6 +104,39 @@ def test_a_caption_follower_scores_one_and_a_blind_model_zero(probes):
     assert follow["error"] < 0.05  # the true caption's prediction is the true colour
     background = colour_swap(_renderer(probes, True, "background"), probes, "background", sigmas=(1.0,))[1.0]
     assert 0 < background["n"] < len(probes) and 0.95 < background["swap"] < 1.05, background
+
+
+def test_shape_swap_reads_a_follower_as_one_a_blind_model_as_zero_and_a_colour_blob_low(probes):
+    from lens.world.vocab import SHAPES
+
+    renders = {}
+    for p in probes:
+        renders[p.caption] = p.pixels
+        caption, pixels = swap_shape(p)
+        words = _changed_words(p.caption, caption) - {("a", "an"), ("an", "a")}
+        assert len(words) == 1 and all(w in SHAPES for w in next(iter(words))), words  # the shape word only
+        renders[caption] = pixels
+
+    def follower(idx, captions, sigma):
+        return np.stack([renders[c] for c in captions])
+
+    def blind(idx, captions, sigma):
+        return np.stack([probes[i].pixels for i in idx])
+
+    def blob(idx, captions, sigma):  # the object's colour spread over its bounding box, any caption
+        out = []
+        for i in idx:
+            p = probes[i]
+            m = object_mask(p.scene, *SIZE, index=0)
+            ys, xs = np.nonzero(m)
+            img = p.pixels.copy()
+            img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = p.pixels[m].mean(0)
+            out.append(img)
+        return np.stack(out)
+
+    assert 0.99 < shape_swap(follower, probes, (1.0,))[1.0]["swap"] < 1.01
+    assert shape_swap(blind, probes, (1.0,))[1.0]["swap"] == 0.0
+    assert shape_swap(blob, probes, (1.0,))[1.0]["swap"] == 0.0  # a blob is not a shape, whatever the word
 
 
 def test_object_mask_covers_the_object_only():

@@ -71,7 +71,12 @@ def register(subparsers) -> None:
         "model puts it. Runs on the CPU.",
     )
     b.add_argument("--model", nargs="+", default=[None], help=f"pipeline folders (default: {BUNDLED})")
-    b.add_argument("--target", choices=("object", "background"), default="object")
+    b.add_argument(
+        "--target",
+        choices=("object", "background", "shape"),
+        default="object",
+        help="object / background: swap a colour word; shape: swap the first object's shape word",
+    )
     b.add_argument("--scenes", type=int, default=32, help="scenes drawn (some cannot swap a background)")
     b.add_argument("--objects", type=int, default=1, help="objects per scene (0: the world's 1-4)")
     b.add_argument("--sigmas", type=float, nargs="+", default=[0.7, 0.9, 0.95, 0.98, 1.0])
@@ -209,7 +214,9 @@ def _probe(args: argparse.Namespace) -> int:
         rows = pipeline_colour_swap(
             pipe, args.scenes, args.objects or None, args.target, args.sigmas, args.caption_style
         )
-        cells = [f"{r['swap']:.3f} ({r['anywhere']:.3f})" for r in rows.values()]
+        cells = [
+            f"{r['swap']:.3f}" + (f" ({r['anywhere']:.3f})" if "anywhere" in r else "") for r in rows.values()
+        ]
         n = next(iter(rows.values()))["n"]
         print(f"| {model or BUNDLED} | {n} | " + " | ".join(cells) + " |", flush=True)
     return 0

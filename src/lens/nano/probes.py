@@ -10,7 +10,10 @@
   so 1 = the prediction follows the caption fully and 0 = the caption's colour word is ignored.
   `anywhere` measures the same shift over the whole image divided by the region's share of it: it
   counts the colour wherever the model puts it (at sigma 1 it cannot know the exact place).
-- `x0_reader`: what `colour_swap` needs, from a `LensPipeline`; `pipeline_colour_swap` runs it all.
+- `shape_swap`: the same for a shape word: the first object takes another shape (same colour, place
+  and size), and `swap` is the pixelwise shift of the x0 prediction projected on (new render - old
+  render) where the two renders differ, over its squared norm: 1 = the outline follows the caption.
+- `x0_reader`: what the probes need, from a `LensPipeline`; `pipeline_colour_swap` runs it all.
 
 docs/nano-experiments.md (fifth session) uses them through `lens eval probe`.
 """
@@ -30,7 +33,7 @@ from lens.world.captions import dense_caption
 from lens.world.render import render_scene
 from lens.world.sampler import random_scene
 from lens.world.scene import Scene
-from lens.world.vocab import CHROMATIC, COLORS
+from lens.world.vocab import CHROMATIC, COLORS, SHAPES
 
 PROBE_SEED = 10_000  # scene seeds from here on: outside every training set's seed range
 # pixels = "changed by the object" above this difference (8-bit levels, max over channels)
@@ -149,6 +152,46 @@ def colour_swap(
     return out
 
 
+def swap_shape(probe: ProbeScene) -> tuple[str, np.ndarray] | None:
+    """(dense caption with the first object's shape swapped, its render (H, W, 3) in [0, 1]), or None
+    when the caption does not change."""
+    obj = probe.scene.objects[0]
+    choices = [s for s in SHAPES if s != obj.shape]
+    new = choices[probe.seed % len(choices)]
+    scene = dataclasses.replace(
+        probe.scene, objects=[dataclasses.replace(obj, shape=new), *probe.scene.objects[1:]]
+    )
+    caption = dense_caption(scene, probe.seed, style=probe.style)
+    if caption == probe.caption:
+        return None
+    h, w = probe.pixels.shape[:2]
+    return caption, np.asarray(render_scene(scene, h, w), dtype=np.float32) / 255.0
+
+
+def shape_swap(
+    read_x0: ReadX0, probes: Sequence[ProbeScene], sigmas: Sequence[float] = (0.9,)
+) -> dict[float, dict[str, float]]:
+    """Per sigma: mean `swap` of the first object's shape word (see the module docstring) and `n`."""
+    items = [(i, p, s) for i, p in enumerate(probes) if (s := swap_shape(p)) is not None]
+    if not items:
+        raise LensError(f"none of the {len(probes)} scenes can swap its shape; use more scenes")
+    index = [i for i, _, _ in items]
+    delta = np.stack([s[1] - p.pixels for _, p, s in items])  # (B, H, W, 3) new render - old render
+    changed = np.abs(delta).max(-1) > CHANGED_LEVELS / 255.0  # (B, H, W)
+    out = {}
+    for sigma in sigmas:
+        true = read_x0(index, [p.caption for _, p, _ in items], sigma)  # (B, H, W, 3)
+        swapped = read_x0(index, [s[0] for _, _, s in items], sigma)
+        shift = swapped - true
+        scores = [
+            float((shift[b][m] * delta[b][m]).sum() / (delta[b][m] ** 2).sum())
+            for b, m in enumerate(changed)
+            if m.any()
+        ]
+        out[float(sigma)] = {"swap": float(np.mean(scores)), "n": len(scores)}
+    return out
+
+
 def x0_reader(pipe, probes: Sequence[ProbeScene], seed: int = 0) -> ReadX0:
     """`read_x0` for a LensPipeline: encode the probes' pixels once, fixed noise, decode x0 = x_t - sigma * v."""
     import torch
@@ -183,6 +226,9 @@ def pipeline_colour_swap(
     sigmas: Sequence[float] = (0.9,),
     style: str = "compact",
 ) -> dict[float, dict[str, float]]:
-    """`colour_swap` of a LensPipeline (on the CPU) over `scenes` probe scenes at its native size."""
+    """`colour_swap` (target "object" / "background") or `shape_swap` (target "shape") of a
+    LensPipeline (on the CPU) over `scenes` probe scenes at its native size."""
     probes = probe_scenes(scenes, objects, (pipe.config.default_height, pipe.config.default_width), style)
+    if target == "shape":
+        return shape_swap(x0_reader(pipe, probes), probes, sigmas)
     return colour_swap(x0_reader(pipe, probes), probes, target, sigmas)
