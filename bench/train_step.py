@@ -27,11 +27,11 @@ import torch
 
 from lens.model.flops import train_step_flops
 from lens.train.batches import assemble
-from lens.train.config import load_config
 from lens.train.export import build_model
 from lens.train.metrics import peak_flops, peak_memory_gb
 from lens.train.objective import draw_noise, flow_matching_loss, step_generator
 from lens.train.parallelize import apply_ac, apply_compile, apply_fsdp
+from lens.train.presets import load_config
 
 
 def make_samples(cfg, sizes, batch, text_tokens, seed=0):

@@ -7,7 +7,7 @@ import torch
 
 from lens.errors import LensError
 from lens.model.transformer import LensTransformer2DModel
-from lens.train.config import load_config
+from lens.train.presets import load_config
 
 from .conftest import TINY_DENOISER
 

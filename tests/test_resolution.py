@@ -3,7 +3,7 @@
 import pytest
 
 from lens.errors import LensError
-from lens.resolution import RATIOS, lens_buckets, nearest_bucket, preset, validate_size
+from lens.resolution import RATIOS, lens_buckets, nearest_bucket, parse_size, preset, validate_size
 
 
 def test_presets_at_1024_match_the_release():
@@ -60,3 +60,16 @@ def test_unknown_presets():
         preset("5:4")
     with pytest.raises(LensError, match="1024 or 1440"):
         preset("1:1", 2048)
+
+
+def test_parse_size_is_the_one_hxw_parser():
+    assert parse_size("64x96") == (64, 96) and parse_size("512X512") == (512, 512)
+    with pytest.raises(LensError, match=r"log.sample_size '512' is not HEIGHTxWIDTH"):
+        parse_size("512", "log.sample_size")
+    with pytest.raises(LensError, match="multiple of 16"):
+        parse_size("60x64")
+    import lens.train.previews
+    import lens.world.render
+
+    assert lens.world.render.parse_size is parse_size  # the world's name for it, not a copy
+    assert not hasattr(lens.train.previews, "parse_size")

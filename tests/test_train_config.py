@@ -6,8 +6,8 @@ import pytest
 
 from lens.errors import LensError
 from lens.train.buckets import parse_buckets
-from lens.train.config import Config, apply_overrides, load_config
-from lens.train.presets import PRESETS
+from lens.train.config import Config, apply_overrides
+from lens.train.presets import PRESETS, load_config
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -106,3 +106,17 @@ def test_bucket_specs_are_checked(spec, words):
     with pytest.raises(LensError, match=words):
         parse_buckets(spec)
     assert [b.batch_size for b in parse_buckets("lens-512", batch_size=3)] == [3] * 9
+
+
+def test_config_does_not_import_presets():
+    """presets -> config, never back: load_config lives with the presets it resolves."""
+    import ast
+    from pathlib import Path
+
+    import lens.train.config as config
+
+    tree = ast.parse(Path(config.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not any(m and m.startswith("lens.train.presets") for m in imported)
+    assert not hasattr(config, "load_config")

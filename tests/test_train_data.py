@@ -11,8 +11,8 @@ from PIL import Image
 from lens.data.shards import ShardWriter
 from lens.errors import LensError
 from lens.train.buckets import parse_buckets
-from lens.train.config import load_config
 from lens.train.loader import TrainLoader, epoch_order, merge_states
+from lens.train.presets import load_config
 from lens.train.samples import choose_caption, expand_shards
 from lens.train.synthetic import write_synthetic_shards
 
@@ -108,7 +108,7 @@ def test_bad_and_missing_shards_are_skipped_and_counted(shards, tmp_path, caplog
 def test_shard_specs_expand(shards):
     folder = shards[0].rsplit("/", 1)[0]
     assert expand_shards(folder) == sorted(shards)
-    assert expand_shards(f"{folder}/synthetic-{{0000..0001}}.tar") == sorted(shards)[:2]
+    assert expand_shards(f"{folder}/world-{{000000..000001}}.tar") == sorted(shards)[:2]
     assert expand_shards(f"{folder}/*.tar") == sorted(shards)
     with pytest.raises(LensError, match="matches no"):
         expand_shards(f"{folder}/*.nothing")

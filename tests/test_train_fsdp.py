@@ -7,8 +7,8 @@ import sys
 
 import torch
 
-from lens.train.config import load_config
 from lens.train.loop import Trainer
+from lens.train.presets import load_config
 
 COMMON = [
     "train.steps=6",

@@ -8,8 +8,8 @@ import torch
 
 from lens.cli import main
 from lens.errors import LensError
-from lens.train.config import load_config
 from lens.train.loop import train
+from lens.train.presets import load_config
 
 FAST = ["log.eval_every=0", "log.sample_every=0", "log.tensorboard=false"]
 
@@ -194,3 +194,14 @@ def test_gate_hook_scores_what_the_trainer_draws():
 
     values = Gate(None)(SimpleNamespace(generate_images=draw))
     assert values["eval/gate/colour"] > 0.9 and values["eval/gate/shape"] > 0.9
+
+
+def test_nano_eval_hook_imports_plainly(monkeypatch):
+    """A broken eval stack is an error when the hook is built, not a warning and silently no scores."""
+    import sys
+
+    from lens.train.evals import NanoEval
+
+    monkeypatch.setitem(sys.modules, "lens.eval.nano_eval", None)  # what a failed import leaves
+    with pytest.raises(ImportError):
+        NanoEval(None)

@@ -5,9 +5,9 @@ import torch
 from lens.cli import main
 from lens.data.shards import iter_shard
 from lens.train.buckets import parse_buckets
-from lens.train.config import load_config
 from lens.train.encoders import FrozenEncoders
 from lens.train.loop import train
+from lens.train.presets import load_config
 from lens.train.samples import FEATURES_EXT, decode_sample, to_pixels
 from lens.train.synthetic import write_synthetic_shards
 

@@ -19,9 +19,9 @@ import pytest
 from lens.cli import main
 from lens.errors import LensError
 from lens.train.checkpoint import latest_checkpoint
-from lens.train.config import load_config
 from lens.train.loop import train
 from lens.train.metrics import read_rows
+from lens.train.presets import load_config
 
 # Mixed captions, dropout, a prefetch thread and EMA: every piece of state a resume must restore.
 COMMON = [

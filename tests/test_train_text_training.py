@@ -7,10 +7,10 @@ import torch
 
 from lens.cli import main
 from lens.errors import LensError
-from lens.train.config import load_config
 from lens.train.encoders import build_text
 from lens.train.export import load_run, load_trained_text
 from lens.train.loop import train
+from lens.train.presets import load_config
 from lens.train.synthetic import write_synthetic_shards
 
 FAST = ["log.eval_every=4", "log.sample_every=0", "log.tensorboard=false", "checkpoint.interval=2"]

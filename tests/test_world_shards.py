@@ -116,3 +116,25 @@ def test_objects_option_gives_scenes_of_exactly_n_objects(tmp_path):
     assert max(len(s.scene.objects) for s in mixed) > 1  # the default mixture is unchanged
     with pytest.raises(LensError, match="objects must be 1..4"):
         write_shards(str(tmp_path / "bad"), 2, objects=5)
+
+
+def test_training_synthetic_shards_are_world_shards(tmp_path):
+    """data.shards=synthetic and `lens world generate` share one writer: the same members and the same
+    scene-graph JSON for the same world sample."""
+    from lens.data.shards import iter_shard
+    from lens.train.synthetic import SIZES, write_synthetic_shards
+    from lens.world import make_sample
+    from lens.world.shards import sample_members
+
+    paths = write_synthetic_shards(tmp_path / "syn", samples=6, shards=2, seed=3)
+    assert [p.name for p in paths] == ["world-000000.tar", "world-000001.tar"]
+    written = [s for p in paths for s in iter_shard(p)]
+    assert [s["__key__"] for s in written] == [f"{i:08d}" for i in range(6)]
+    for i, s in enumerate(written):
+        h, w = SIZES[(7 * i + 3) % len(SIZES)]
+        expected = sample_members(make_sample(3, i, h, w))
+        assert s["json"] == expected["json"].encode() and s["png"] == expected["png"]
+        assert Scene.from_dict(json.loads(s["json"])).to_json() == expected["json"]
+    assert [x.caption for x in read_shards(str(tmp_path / "syn"))] == [
+        s["caption.txt"].decode() for s in written
+    ]

@@ -3,7 +3,8 @@
 diffusers `DiffusionPipeline` with the released components (scheduler, vae, text_encoder, tokenizer,
 transformer), so `save_pretrained` / `from_pretrained` use the released layout, and diffusers'
 conventions: `encode_prompt` / `prompt_embeds`, step callbacks with `num_timesteps`,
-`guidance_scale` and `interrupt`, model CPU offload. Importing this module registers the Lens classes
+`guidance_scale` and `interrupt`, model CPU offload, and LoRA (`load_lora_weights`, `fuse_lora`,
+`unload_lora_weights`; `lens.lora`). Importing this module registers the Lens classes
 under diffusers'/transformers' names, which is what lets a released `model_index.json` resolve
 (`import lens` arranges that lazily, see `lens.registration`). Input checks live in
 `lens.pipeline_inputs`.
@@ -26,6 +27,7 @@ from torch import Tensor
 
 from lens.errors import LensError
 from lens.latents import LatentCodec, from_tokens
+from lens.lora import LensLoraLoaderMixin
 from lens.model.transformer import LensTransformer2DModel
 from lens.pipeline_inputs import (
     CALLBACK_TENSOR_INPUTS,
@@ -34,8 +36,9 @@ from lens.pipeline_inputs import (
     check_text_inputs,
     resolve_size,
 )
+from lens.reasoner.core import rewrite_for_pipeline
 from lens.resolution import MAX_AREA, PATCH_PIXELS
-from lens.sampling.guidance import apply_cfg
+from lens.sampling.euler import Conditions, denoiser_velocity, euler_sample
 from lens.sampling.schedule import scheduler_sigmas
 from lens.text.encoder import encode_prompts
 
@@ -68,7 +71,7 @@ class LensPipelineOutput(BaseOutput):
     images: list[PIL.Image.Image] | np.ndarray | Tensor
 
 
-class LensPipeline(DiffusionPipeline):
+class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
     model_cpu_offload_seq = "text_encoder->transformer->vae"
     # With precomputed prompt_embeds the text encoder need not be loaded at all.
     _optional_components = ["text_encoder", "tokenizer"]
@@ -135,6 +138,20 @@ class LensPipeline(DiffusionPipeline):
     @property
     def interrupt(self) -> bool:
         return self._interrupt
+
+    # ------------------------------------------------------------------ reasoner
+    def enable_reasoner(self, reasoner) -> None:
+        """Rewrite text prompts with `reasoner` (a `lens.reasoner.PromptReasoner`) before encoding;
+        the prompts actually encoded are in `rewritten_prompts` after each call."""
+        self._reasoner = reasoner
+
+    def disable_reasoner(self) -> None:
+        self._reasoner = None
+
+    @property
+    def rewritten_prompts(self) -> list[str] | None:
+        """The prompts the last call encoded (after the reasoner; None when embeddings were given)."""
+        return getattr(self, "_rewritten_prompt", None)
 
     # ------------------------------------------------------------------ attention
     def set_attention_slice(self, slice_size):
@@ -280,7 +297,8 @@ class LensPipeline(DiffusionPipeline):
         device = self._execution_device
         n = num_images_per_prompt
 
-        # 1. text features; negatives are encoded only when CFG will use them
+        # 1. text features (after the reasoner, if enabled); negatives are encoded only when CFG uses them
+        prompts = rewrite_for_pipeline(self, prompts)
         prompt_embeds, prompt_mask = self.encode_prompt(
             prompts, device, n, prompt_embeds, prompt_mask, max_sequence_length
         )
@@ -303,45 +321,47 @@ class LensPipeline(DiffusionPipeline):
             raise LensError(f"latents must be {shape} for this request, got {tuple(latents.shape)}")
         latents = latents.to(device=device, dtype=torch.float32)
 
-        # 3. Euler steps on the shifted schedule
+        # 3. Euler steps on the shifted schedule (the loop the trainer's previews use too)
         scheduler_sigmas(self.scheduler, steps, h * w, device=device)
-        timesteps = self.scheduler.timesteps
-        self._num_timesteps = len(timesteps)
-        with self.progress_bar(total=len(timesteps)) as progress:
-            for i, t in enumerate(timesteps):
-                if self.interrupt:
-                    continue
-                self._current_timestep = t
-                noise_pred = self._velocity(latents, prompt_embeds, prompt_mask, t, (h, w))
-                if self.do_classifier_free_guidance:
-                    uncond = self._velocity(latents, negative_prompt_embeds, negative_prompt_mask, t, (h, w))
-                    noise_pred = apply_cfg(noise_pred, uncond, self.guidance_scale)
-                latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+        self._num_timesteps = len(self.scheduler.timesteps)
+        text = Conditions(prompt_embeds, prompt_mask, negative_prompt_embeds, negative_prompt_mask)
+
+        def velocity(x: Tensor, embeds: Tensor, mask: Tensor | None, t: Tensor) -> Tensor:
+            self._current_timestep = t
+            return denoiser_velocity(self.transformer, x, embeds, mask, t, (h, w), self.transformer.dtype)
+
+        with self.progress_bar(total=self._num_timesteps) as progress:
+
+            def after_step(i: int, t: Tensor, latents: Tensor, noise_pred: Tensor) -> Tensor:
                 if callback_on_step_end is not None:
                     named = {
                         "latents": latents,
-                        "prompt_embeds": prompt_embeds,
-                        "negative_prompt_embeds": negative_prompt_embeds,
+                        "prompt_embeds": text.embeds,
+                        "negative_prompt_embeds": text.null_embeds,
                         "noise_pred": noise_pred,
                     }
                     out = callback_on_step_end(self, i, t, {k: named[k] for k in tensor_inputs}) or {}
                     latents = out.pop("latents", latents)
-                    prompt_embeds = out.pop("prompt_embeds", prompt_embeds)
-                    negative_prompt_embeds = out.pop("negative_prompt_embeds", negative_prompt_embeds)
+                    text.embeds = out.pop("prompt_embeds", text.embeds)
+                    text.null_embeds = out.pop("negative_prompt_embeds", text.null_embeds)
                 progress.update()
+                return latents
+
+            latents = euler_sample(
+                velocity,
+                latents,
+                self.scheduler,
+                text,
+                lambda: self.guidance_scale,
+                after_step,
+                lambda: self.interrupt,
+            )
         self._current_timestep = None
 
         # 4. decode
         images = self._decode(from_tokens(latents, h, w), output_type)  # from (B, 128, h, w)
         self.maybe_free_model_hooks()
         return LensPipelineOutput(images=images) if return_dict else (images,)
-
-    def _velocity(self, latents: Tensor, embeds: Tensor, mask: Tensor, t: Tensor, grid) -> Tensor:
-        """The denoiser's velocity (B, h*w, 128) in float32 for one branch at timestep t (0..1000)."""
-        sigma = (t / 1000.0).expand(latents.shape[0]).to(latents.device)
-        x = latents.to(self.transformer.dtype)
-        out = self.transformer(x, embeds, sigma, image_grid=grid, encoder_attention_mask=_mask_or_none(mask))
-        return out.sample.float()
 
     def _decode(self, grid: Tensor, output_type: str):
         if output_type == "latent":
@@ -361,11 +381,6 @@ def _scatter_rows(x: Tensor, rows: list[int], total: int) -> Tensor:
     out = x.new_zeros(total, *x.shape[1:])
     out[rows] = x
     return out
-
-
-def _mask_or_none(mask: Tensor | None) -> Tensor | None:
-    """Drop an all-true text mask so attention runs unmasked (fused kernels)."""
-    return None if mask is None or bool(mask.all()) else mask
 
 
 # Make the released model_index.json ("diffusers", "LensPipeline"/"LensTransformer2DModel") resolve.

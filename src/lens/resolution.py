@@ -1,4 +1,4 @@
-"""Image sizes: the released aspect-ratio presets, the training buckets and size validation.
+"""Image sizes: the released aspect-ratio presets, the training buckets, "HxW" parsing and validation.
 
 All sizes are (height, width) in pixels. Ratios are named W:H, as in the paper (1:2 is a tall image).
 Latent tokens are 16x16 pixel patches (8x VAE downsampling, then 2x2 patchify), so sides must be
@@ -124,6 +124,18 @@ def nearest_bucket(height: int, width: int, buckets: list[Bucket]) -> Bucket:
     return min(
         buckets, key=lambda b: (round(abs(math.log(b.aspect) - ratio), 6), abs(b.height * b.width - area))
     )
+
+
+def parse_size(text: str, name: str = "size") -> tuple[int, int]:
+    """'64x96' -> (64, 96): "HEIGHTxWIDTH", each side a multiple of 16 (`validate_size`).
+
+    `name` is what the error calls the value (e.g. "log.sample_size", "--size").
+    """
+    try:
+        h, w = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise LensError(f"{name} {text!r} is not HEIGHTxWIDTH; write it like 64x64 or 64x96") from None
+    return validate_size(h, w)
 
 
 def validate_size(height: int, width: int, *, max_area: int = MAX_AREA) -> tuple[int, int]:

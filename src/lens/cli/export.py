@@ -13,12 +13,19 @@ def register(subparsers) -> None:
     p.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     p.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto",
                    help="transformer weights dtype (auto: bf16 for bf16 runs)")  # fmt: skip
+    p.add_argument(
+        "--lora", choices=("merge", "adapter"), default="merge",
+        help="LoRA runs: merge = a pipeline with the adapter merged in, plus the adapter in OUT_DIR/lora; "
+        "adapter = only OUT_DIR/pytorch_lora_weights.safetensors, for --lora on the base model",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from lens.train.export import export_run
 
-    out = export_run(args.run_dir, args.out_dir, weights=args.weights, step=args.step, dtype=args.dtype)
+    out = export_run(
+        args.run_dir, args.out_dir, weights=args.weights, step=args.step, dtype=args.dtype, lora=args.lora
+    )
     print(f"exported {args.run_dir} -> {out}")
     return 0

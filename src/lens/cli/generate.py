@@ -6,6 +6,7 @@ import argparse
 import re
 
 from lens.cli.options import check_guidance, check_output_folder, make_output_folder
+from lens.cli.reasoner_options import REASONER_CHOICES, REASONER_HELP, add_api_options, reasoner_from_args
 from lens.errors import LensError
 
 
@@ -30,13 +31,15 @@ def register(sub) -> None:
     p.add_argument("--out", default="outputs", help="output folder")
     p.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")
     p.add_argument("--cpu-offload", action="store_true", help="keep only the running component on the GPU")
+    p.add_argument("--lora", help="LoRA adapter: a folder, its .safetensors file, or a hub id")
+    p.add_argument("--lora-scale", type=float, help="LoRA strength (default 1.0; 0 = the base model)")
     p.add_argument(
         "--reasoner",
-        choices=("auto", "nano", "none"),
+        choices=REASONER_CHOICES,
         default="auto",
-        help="rewrite the prompt first: nano = the shapes world's rule-based reasoner (what Lens-Nano was "
-        "trained to read); auto (default) = nano for the bundled model, none otherwise",
+        help=REASONER_HELP,
     )
+    add_api_options(p)
     p.set_defaults(func=run)
 
 
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise LensError("the prompt is empty; describe the image to generate")
     check_guidance("--cfg", args.cfg)
     out = check_output_folder("--out", args.out)
+    reasoner = reasoner_from_args(args)  # api / local: checked now, run by the pipeline
     text = nano_rewrite(args.prompt, args.seed) if _use_nano_reasoner(args) else args.prompt
     if text != args.prompt:
         print(f"caption (nano reasoner): {text}")
@@ -75,9 +79,15 @@ def run(args: argparse.Namespace) -> int:
     from PIL.PngImagePlugin import PngInfo
 
     from lens.inference import load_pipeline
+    from lens.lora import check_lora_options, use_lora
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    lora = check_lora_options(args.lora, args.lora_scale)  # before the (large) pipeline loads
     pipe = load_pipeline(args.model, device=device, cpu_offload=args.cpu_offload)
+    if lora is not None:
+        use_lora(pipe, lora, args.lora_scale)
+    if reasoner is not None:
+        pipe.enable_reasoner(reasoner)
     size = (
         dict(aspect_ratio=args.aspect, resolution=args.resolution)
         if args.aspect
@@ -93,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         generator=generator,
         **size,
     ).images
+    if reasoner is not None and pipe.rewritten_prompts[0] != text:
+        text = pipe.rewritten_prompts[0]
+        print(f"caption ({reasoner.source} reasoner): {text}")
     make_output_folder("--out", out)
     info = PngInfo()
     info.add_text("prompt", args.prompt)

@@ -88,7 +88,7 @@ def register(sub) -> None:
     e.add_argument("--eval-every", type=int, default=500)
     e.add_argument("--policies", nargs="+", default=["dense", "brief", "mixed"])
     add_overrides(e, "training config field of every arm, e.g. data.shards=...")
-    e.add_argument("--plot", help="also draw the curves to this PNG (needs matplotlib)")
+    e.add_argument("--plot", help="also draw the curves to this PNG")
     e.add_argument("--sequential", action="store_true", help="train one arm at a time (a small CPU)")
     e.add_argument("--no-nano-eval", action="store_true", help="log only the val-loss hook while training")
     e.add_argument(
@@ -178,6 +178,6 @@ def run_captions(args: argparse.Namespace) -> int:
         losses = loss_table(args.out_dir, args.loss_shards, policies, args.loss_samples)
         Path(args.out_dir, "captions_loss.json").write_text(json.dumps(losses, indent=2) + "\n")
         print(format_loss_table(losses))
-    if args.plot and not plot(rows, args.plot, policies):
-        print("matplotlib is not installed: no plot (pip install matplotlib)")
+    if args.plot:
+        print("plot:", plot(rows, args.plot, policies))
     return 0

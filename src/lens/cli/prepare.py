@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from lens.errors import LensError
-    from lens.train.config import load_config
+    from lens.train.presets import load_config
 
     if not 0 <= args.rank < args.world:
         raise LensError(f"--rank must be in [0, --world); got rank {args.rank} of {args.world}")

@@ -26,7 +26,7 @@ def run(args) -> int:
     import json
     import os
 
-    from lens.train.config import load_config
+    from lens.train.presets import load_config
 
     cfg = load_config(args.config, args.overrides)
     if args.run_dir:

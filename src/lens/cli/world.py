@@ -62,10 +62,10 @@ def _caption_style(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from lens.world.render import parse_size
+    from lens.resolution import parse_size
     from lens.world.shards import write_shards
 
-    sizes = [parse_size(s) for s in args.size.split(",")]
+    sizes = [parse_size(s, "--size") for s in args.size.split(",")]
     paths = write_shards(
         args.out, args.n, seed=args.seed, shard_size=args.shard_size,
         geneval_fraction=args.geneval_fraction, sizes=sizes, start=args.start, objects=args.objects,
@@ -77,11 +77,12 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    from lens.resolution import parse_size
     from lens.world.captions import CAPTION_STYLES, brief_caption, dense_caption
-    from lens.world.render import parse_size, render_scene
+    from lens.world.render import render_scene
     from lens.world.sampler import sample_scene
 
-    h, w = parse_size(args.size)
+    h, w = parse_size(args.size, "--size")
     scene = sample_scene(args.seed)
     if args.out:
         render_scene(scene, h, w).save(args.out)

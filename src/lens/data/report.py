@@ -13,7 +13,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from lens.data.units import write_json_atomic
 
@@ -107,20 +107,16 @@ def build_report(folder: str | Path) -> dict:
 
 
 def _histogram(hist: dict[str, int], path: Path) -> None:
-    w, h, pad = 640, 300, 30
-    im = Image.new("RGB", (w, h), "white")
-    d = ImageDraw.Draw(im)
-    top = max(hist.values())
-    bw = (w - 2 * pad) / MAX_BINS
-    for label, n in hist.items():
-        b = int(label.split("-")[0]) // BIN_WORDS
-        x0 = pad + b * bw
-        d.rectangle([x0 + 1, h - pad - (h - 2 * pad) * n / top, x0 + bw - 1, h - pad], fill=(70, 110, 180))
-    d.line([pad, h - pad, w - pad, h - pad], fill="black")
-    d.text((pad, h - pad + 6), "0", fill="black")
-    d.text((w - pad - 60, h - pad + 6), f"{MAX_BINS * BIN_WORDS}+ words", fill="black")
-    d.text((pad, 8), f"caption length (words), max bin {top}", fill="black")
-    im.save(path)
+    """Captions per word-count bin, every bin from 0 to the last (`MAX_BINS * BIN_WORDS`+) in order."""
+    from lens.plots import bar_chart
+
+    groups = [str(b * BIN_WORDS) for b in range(MAX_BINS - 1)] + [f"{(MAX_BINS - 1) * BIN_WORDS}+"]
+    values = {
+        (g, "captions"): float(hist.get(f"{b * BIN_WORDS}-{(b + 1) * BIN_WORDS - 1}", 0))
+        for b, g in enumerate(groups)
+    }
+    title = f"caption length (words, bins of {BIN_WORDS}), max bin {max(hist.values())}"
+    bar_chart(path, groups, ["captions"], values, title, "captions", label=None, group_px=30)
 
 
 def _contact_sheet(files: list[Path], path: Path) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders.peft import PeftAdapterMixin
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
@@ -27,7 +28,7 @@ from lens.model.weights import check_compatible, safetensors_shapes, weight_file
 POS_EMBEDS = ("rope", "rope+sincos")
 
 
-class LensTransformer2DModel(ModelMixin, ConfigMixin):
+class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
     """Double-stream MMDiT over FLUX.2 latent tokens conditioned on multi-layer LM features.
 
     Args:
@@ -48,6 +49,9 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin):
         pos_embed: "rope" (Lens, the default: rotary positions only) or "rope+sincos" (not in Lens:
             a parameter-free 2-D sin/cos embedding of each image token's place added to the image
             tokens after `img_in`; same parameters and state dict).
+
+    `PeftAdapterMixin` (as on diffusers' own transformers) adds LoRA adapters: `add_adapter`,
+    `load_lora_adapter`, `fuse_lora`, `unload_lora`; targets and files are in `lens.lora`.
     """
 
     _supports_gradient_checkpointing = True

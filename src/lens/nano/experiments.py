@@ -15,7 +15,6 @@ The held-out bucket claim: the nano preset never trains 1:2, 2:1 or areas above 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,27 +116,16 @@ def format_table(rows: list[dict], policies: tuple[str, ...] = POLICIES) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: str | Path, policies: tuple[str, ...] = POLICIES) -> bool:
-    """Nano-Eval overall over steps, one line per arm and prompt style; False without matplotlib."""
-    try:
-        import matplotlib
+def plot(rows: list[dict], path: str | Path, policies: tuple[str, ...] = POLICIES) -> Path:
+    """Nano-Eval overall over steps, one line per arm and prompt style (a PNG, `lens.plots`)."""
+    from lens.plots import line_chart
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    lines = {}
     for policy in policies:
-        for mode, style in (("short", "--"), ("reasoner", "-")):
+        for mode in ("short", "reasoner"):
             points = [(r["step"], r[f"{policy}/{mode}"]) for r in rows if f"{policy}/{mode}" in r]
             if points:
-                ax.plot(*zip(*points), style, marker="o", label=f"{policy} captions, {mode} prompts")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("Nano-Eval overall (1 image / prompt)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return True
+                lines[f"{policy} captions, {mode} prompts"] = points
+    return line_chart(
+        path, lines, "Nano-Eval overall (1 image / prompt) by caption policy", "training step", "overall"
+    )

@@ -82,8 +82,8 @@ def write_world(out: Path, n: int, seed: int, jobs: int, style: str = "compact")
 def _prepare_part(args: tuple) -> int:
     import torch
 
-    from lens.train.config import load_config
     from lens.train.prepare import prepare_shards
+    from lens.train.presets import load_config
 
     items, source, folder, rank, world = args
     torch.set_num_threads(1)  # one thread per process: small ops scale badly
@@ -125,7 +125,7 @@ def component_settings(components: Path) -> list[str]:
 
 
 def train_config(out: Path, overrides: list[str]):
-    from lens.train.config import load_config
+    from lens.train.presets import load_config
 
     base = [f"encoders.source={out / 'frozen'}", f"data.shards={out / 'features'}"]
     cfg = load_config("nano", base + list(overrides))

@@ -1,5 +1,7 @@
-"""Sampling pieces: the shared sigma shift and schedules (`schedule`) and guidance (`guidance`)."""
+"""Sampling pieces: the shared sigma shift and schedules (`schedule`), guidance (`guidance`) and the one
+Euler loop (`euler`)."""
 
+from lens.sampling.euler import Conditions, denoiser_velocity, euler_sample
 from lens.sampling.guidance import apply_cfg
 from lens.sampling.schedule import (
     base_sigmas,
@@ -13,9 +15,12 @@ from lens.sampling.schedule import (
 )
 
 __all__ = [
+    "Conditions",
     "apply_cfg",
     "base_sigmas",
+    "denoiser_velocity",
     "empirical_mu",
+    "euler_sample",
     "inference_sigmas",
     "logit_normal_mean",
     "make_scheduler",

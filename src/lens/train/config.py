@@ -1,7 +1,8 @@
 """Typed training configuration: one dataclass per concern, JSON round trip, `--set a.b=value` overrides.
 
 A run is fully described by a `Config`; `lens train` writes the resolved one to `RUN_DIR/config.json`,
-which is itself a valid CONFIG argument. Named presets live in `lens.train.presets`. Overrides are
+which is itself a valid CONFIG argument. Named presets, and `load_config` (a CONFIG argument ->
+`Config`), live in `lens.train.presets`, which imports this module (never the reverse). Overrides are
 type-checked against the field annotations, so `--set optim.lr=fast` fails with a message naming the
 field, its type and an example, instead of failing an hour into a run.
 """
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lens.errors import LensError
+
+LORA_FIELDS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")
 
 
 @dataclass
@@ -35,11 +38,25 @@ class ModelConfig:
     txt_in_init: str = "default"
     whiten_samples: int = 512
     init_from: str = ""  # pipeline or transformer folder (released or `lens export`ed) to fine-tune from
+    # LoRA (lens.lora): rank > 0 trains only an adapter on the frozen denoiser (init_from's weights, or
+    # the seeded init); targets are groups (attention, mlp, modulation) or module names (img_qkv, w2)
+    lora_rank: int = 0
+    lora_alpha: float = 0.0  # 0 = lora_rank (scale alpha / rank = 1)
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ("attention", "mlp")
 
     def model_kwargs(self) -> dict:
-        skip = ("init_from", "txt_in_init", "whiten_samples")  # how to start, not what the model is
+        # how to start and what to train, not what the model is
+        skip = ("init_from", "txt_in_init", "whiten_samples", *LORA_FIELDS)
         kw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
+
+    def lora_kwargs(self) -> dict:
+        """`lens.lora.add_lora` keyword arguments ({} when the run trains the whole denoiser)."""
+        if self.lora_rank <= 0:
+            return {}
+        alpha = self.lora_alpha or None
+        return dict(rank=self.lora_rank, alpha=alpha, dropout=self.lora_dropout, targets=self.lora_targets)
 
 
 @dataclass
@@ -318,38 +335,23 @@ def validate(cfg: Config) -> Config:
         (cfg.log.every >= 1, "log.every must be >= 1"),
         (len(cfg.optim.betas) == 2, "optim.betas needs two values, e.g. 0.9,0.999"),
         (cfg.data.shuffle_buffer >= 1, "data.shuffle_buffer must be >= 1"),
+        (cfg.model.lora_rank >= 0, "model.lora_rank must be >= 0 (0 = train the whole denoiser)"),
+        (cfg.model.lora_alpha >= 0, "model.lora_alpha must be >= 0 (0 = model.lora_rank)"),
+        (0 <= cfg.model.lora_dropout < 1, "model.lora_dropout must be in [0, 1)"),
     ]
+    if cfg.model.lora_rank > 0:  # the adapter must fit the base it is applied to later
+        checks += [
+            (
+                cfg.model.txt_in_init == "default",
+                "model.txt_in_init=whiten rewrites base weights, which a LoRA run keeps frozen; use default",
+            ),
+            (
+                cfg.encoders.text_training == "frozen",
+                "a LoRA run trains only the denoiser's adapter; keep encoders.text_training=frozen",
+            ),
+            (bool(cfg.model.lora_targets), "model.lora_targets is empty; e.g. attention;mlp"),
+        ]
     for ok, message in checks:
         if not ok:
             raise LensError(message)
     return cfg
-
-
-def load_config(spec: str, overrides: list[str] | None = None) -> Config:
-    """CONFIG = a preset name, or a .json/.toml file (optionally naming a base `preset`), plus --set overrides."""
-    from lens.train.presets import PRESETS, get_preset
-
-    path = Path(spec)
-    if spec in PRESETS:
-        cfg = get_preset(spec)
-    elif path.suffix in (".json", ".toml") and path.is_file():
-        if path.suffix == ".json":
-            try:
-                data = json.loads(path.read_text())
-            except ValueError as err:
-                raise LensError(f"{path} is not valid JSON ({err})") from None
-        else:
-            import tomllib
-
-            try:
-                data = tomllib.loads(path.read_text())
-            except tomllib.TOMLDecodeError as err:
-                raise LensError(f"{path} is not valid TOML ({err})") from None
-        base = data.get("preset") or ""
-        cfg = get_preset(base) if base else Config()
-        apply_dict(cfg, data)
-    else:
-        raise LensError(
-            f"CONFIG {spec!r} is neither a preset ({', '.join(PRESETS)}) nor an existing .json/.toml file"
-        )
-    return validate(apply_overrides(cfg, overrides or []))

@@ -26,6 +26,8 @@ class EMA:
         self.decay = decay
         self.names, self.params = [], []
         for name, p in model.named_parameters():
+            if not p.requires_grad:  # frozen (a LoRA run's base): its average is itself
+                continue
             self.names.append(clean_name(name))
             self.params.append(p)
         self.shadow = [p.detach().clone().float() for p in self.params]

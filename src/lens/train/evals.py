@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import importlib
 import logging
 import os
 
@@ -117,20 +116,16 @@ class NanoEval:
     name = "nano-eval"
 
     def __init__(self, trainer):
-        try:
-            self.module = importlib.import_module("lens.eval.nano_eval")
-        except ImportError:
-            self.module = None
-            log.warning("nano-eval requested but lens.eval.nano_eval is not available; skipping it")
+        from lens.eval.nano_eval import evaluate  # the eval stack (scipy, scikit-image) only when asked
+
+        self.evaluate = evaluate
 
     def __call__(self, trainer) -> dict[str, float]:
-        if self.module is None:
-            return {}
         values = {}
         workers = min(4, os.cpu_count() or 1)
         style = trainer.cfg.data.caption_style
         for key, rewrite in (("nano", False), ("nano-reasoner", True)):
-            scores = self.module.evaluate(
+            scores = self.evaluate(
                 trainer.generate_images, n_samples=1, rewrite=rewrite, workers=workers, caption_style=style
             )
             values.update({f"eval/{key}/{k}": float(v) for k, v in scores.items()})

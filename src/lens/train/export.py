@@ -5,7 +5,8 @@
 - `export_run`: RUN_DIR (its config.json and latest DCP checkpoint; EMA weights when present) ->
   a diffusers pipeline folder that `LensPipeline.from_pretrained` and `lens generate --model` load.
   The frozen components come from `encoders.source`: a local pipeline folder is copied, a hub id is
-  read from the local cache, `tiny` encoders are rebuilt from their seed.
+  read from the local cache, `tiny` encoders are rebuilt from their seed. A LoRA run's adapter is
+  written too (merged into the transformer, or on its own).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from lens.errors import LensError
 from lens.model.transformer import LensTransformer2DModel
+from lens.resolution import parse_size
 from lens.train.checkpoint import checkpoint_keys, latest_checkpoint, list_checkpoints, load_dcp
 
 
@@ -55,7 +57,7 @@ def build_model(model_cfg, seed: int = 0) -> LensTransformer2DModel:
 
 def load_run(run_dir: str | Path, weights: str = "auto", step: int | None = None):
     """(config, model with checkpoint weights, step, 'ema'|'model') from a run directory."""
-    from lens.train.config import load_config
+    from lens.train.presets import load_config
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
@@ -75,18 +77,32 @@ def load_run(run_dir: str | Path, weights: str = "auto", step: int | None = None
         raise LensError(f"{path} has no EMA weights (optim.ema_decay was 0); use --weights model")
     prefix = "ema" if weights == "ema" or (weights == "auto" and has_ema) else "model"
     model = LensTransformer2DModel(**cfg.model.model_kwargs()).float()
-    # a run that trained its LM saved {"transformer": ..., "text_encoder": ...} (its EMA: the denoiser)
-    key = "transformer." if cfg.encoders.text_training != "frozen" and prefix == "model" else ""
-    state = {prefix: {key + k: v for k, v in model.state_dict().items()}}
+    if cfg.model.lora_rank > 0:  # the same adapter layers as in training, so the keys match
+        from lens.lora import add_lora
+
+        add_lora(model, **cfg.model.lora_kwargs())
+    own = model.state_dict()
+    if prefix == "ema":
+        # the EMA averages the trained weights only (all of them, or a LoRA run's adapter); the frozen
+        # rest is read from "model"
+        state = {"ema": {k: v for k, v in own.items() if f"ema.{k}" in keys}}
+        rest = {k: v for k, v in own.items() if k not in state["ema"]}
+        if rest:
+            state["model"] = rest
+        key = ""
+    else:
+        # a run that trained its LM saved {"transformer": ..., "text_encoder": ...}
+        key = "transformer." if cfg.encoders.text_training != "frozen" else ""
+        state = {"model": {key + k: v for k, v in own.items()}}
     load_dcp(state, path)
-    model.load_state_dict({k[len(key) :]: v for k, v in state[prefix].items()})
+    model.load_state_dict({k[len(key) :]: v for part in state.values() for k, v in part.items()})
     return cfg, model.eval(), int(path.name.split("_")[1]), prefix
 
 
 def load_trained_text(run_dir: str | Path, step: int):
     """(text_encoder, tokenizer) as a run that trained its LM left them at `step`; None for frozen runs."""
-    from lens.train.config import load_config
     from lens.train.encoders import build_text
+    from lens.train.presets import load_config
 
     cfg = load_config(str(Path(run_dir) / "config.json"))
     if cfg.encoders.text_training == "frozen":
@@ -118,13 +134,44 @@ def export_run(
     weights: str = "auto",
     step: int | None = None,
     dtype: str = "auto",
+    lora: str = "merge",
 ) -> Path:
-    """Write a pipeline folder; returns it."""
+    """Write a pipeline folder; returns it.
+
+    A LoRA run (model.lora_rank > 0) writes its adapter as OUT/lora/pytorch_lora_weights.safetensors
+    beside a pipeline whose transformer has the adapter merged in (lora="merge"), or only the adapter,
+    OUT/pytorch_lora_weights.safetensors, for `load_lora_weights` on the base it trained on
+    (lora="adapter": no copy of a multi-GB base).
+    """
+    if lora not in ("merge", "adapter"):
+        raise LensError(f"lora must be merge or adapter, got {lora!r}")
     cfg, model, step, used = load_run(run_dir, weights, step)
-    trained_text = load_trained_text(run_dir, step)
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise LensError(f"{out} exists and is not empty; choose a new output folder")
+    info = {
+        "run_dir": str(Path(run_dir).resolve()),
+        "step": step,
+        "weights": used,
+        "preset": cfg.preset,
+    }
+    if cfg.model.lora_rank > 0:
+        from lens.lora import merge_lora, save_lora
+
+        # float32 adapter, written before the merge and any cast to the export dtype
+        save_lora(model, out if lora == "adapter" else out / "lora")
+        kw = cfg.model.lora_kwargs()
+        info["lora"] = {**kw, "targets": list(kw["targets"]), "base": cfg.model.init_from or "seeded init"}
+        if lora == "adapter":
+            (out / "lens_training.json").write_text(json.dumps(info, indent=2) + "\n")
+            return out
+        merge_lora(model)
+    elif lora == "adapter":
+        raise LensError(
+            f"{run_dir} trained the whole denoiser (model.lora_rank=0), so it has no adapter; export it without "
+            "--lora adapter"
+        )
+    trained_text = load_trained_text(run_dir, step)
     if dtype == "auto":
         dtype = "bfloat16" if cfg.train.precision == "bf16" else "float32"
     if dtype != "float32":
@@ -134,7 +181,7 @@ def export_run(
         diffusers_logging.set_verbosity_error()  # casting a whole model on purpose; no per-module advice
         model = model.to(getattr(torch, dtype))
         diffusers_logging.set_verbosity(level)
-    h, w = (int(v) for v in cfg.log.sample_size.split("x"))
+    h, w = parse_size(cfg.log.sample_size, "log.sample_size")
     if cfg.encoders.source == "tiny":
         from lens.pipeline import LensPipeline
         from lens.sampling.schedule import make_scheduler
@@ -162,13 +209,6 @@ def export_run(
         if trained_text is not None:  # the run's own LM replaces the frozen one
             shutil.rmtree(out / "text_encoder", ignore_errors=True)
             trained_text[0].save_pretrained(str(out / "text_encoder"), safe_serialization=True)
-    info = {
-        "run_dir": str(Path(run_dir).resolve()),
-        "step": step,
-        "weights": used,
-        "preset": cfg.preset,
-        "dtype": dtype,
-        "text_training": cfg.encoders.text_training,
-    }
+    info.update(dtype=dtype, text_training=cfg.encoders.text_training)
     (out / "lens_training.json").write_text(json.dumps(info, indent=2) + "\n")
     return out

@@ -21,6 +21,7 @@ import torch
 
 from lens.errors import LensError
 from lens.model.flops import train_step_flops
+from lens.resolution import parse_size
 from lens.train import previews
 from lens.train.batches import encode_microbatch
 from lens.train.buckets import default_pack_tokens, parse_buckets
@@ -121,6 +122,12 @@ class Trainer:
         self.model = build_model(cfg.model, cfg.train.seed)
         if cfg.model.txt_in_init == "whiten" and not (resume and latest_checkpoint(self.run_dir)):
             self.whiten_text_input()
+        if cfg.model.lora_rank > 0:  # before AC/FSDP wrap the blocks; freezes every base weight
+            from lens.lora import add_lora
+
+            add_lora(self.model, **cfg.model.lora_kwargs())
+            if not cfg.model.init_from:
+                log.warning("LoRA on a random denoiser (model.init_from is empty): a test setup")
         self.model_config = self.model.config
         self.model = parallelize(self.model, cfg.train, cfg.parallel, info)
         # what the optimiser, clipping and checkpoints see: the denoiser, or it and the LM it trains
@@ -133,10 +140,12 @@ class Trainer:
                 )
             lm = self.encoders.train_text(scratch=text_training == "scratch", seed=cfg.train.seed)
             self.trained = torch.nn.ModuleDict({"transformer": self.model, "text_encoder": lm})
+        # frozen weights (a LoRA run's base) stay out of the optimiser, clipping and EMA
+        self.params = [p for p in self.trained.parameters() if p.requires_grad]
         o = cfg.optim
         fused = info.device.type == "cuda" and info.mesh is None
         self.optim = torch.optim.AdamW(
-            self.trained.parameters(),
+            self.params,
             lr=o.lr,
             betas=tuple(o.betas),
             eps=o.eps,
@@ -165,10 +174,13 @@ class Trainer:
         self._prompt_features = None
         # a DTensor shard reports its global size
         n_params = sum(p.numel() for p in self.trained.parameters())
+        n_trained = sum(p.numel() for p in self.params)
         log.info(
-            "run %s | %s shards (%s) | %d buckets%s | %.1fM parameters | %d process(es) on %s",
+            "run %s | %s shards (%s) | %d buckets%s | %.1fM parameters%s | %d process(es) on %s",
             self.run_dir, len(self.shard_paths), self.kind, len(self.buckets),
-            " (packed)" if cfg.data.packing else "", n_params / 1e6, info.world, info.device,
+            " (packed)" if cfg.data.packing else "", n_params / 1e6,
+            f" ({n_trained / 1e6:.2f}M in the LoRA adapter)" if cfg.model.lora_rank > 0 else "",
+            info.world, info.device,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ helpers
@@ -209,37 +221,33 @@ class Trainer:
             self.encoders.drop_text()  # only the fixed prompts needed it
         return feats
 
-    def generate_images(self, prompts: list[str], seed: int = 0, size: str | None = None):
-        """Sample with the training model (all ranks); returns (P, 3, H, W) in [0, 1]."""
+    def generate_images(
+        self,
+        prompts: list[str],
+        seed: int = 0,
+        size: str | None = None,
+        texts: list[torch.Tensor] | None = None,
+    ):
+        """Sample with the training model (all ranks) through the pipeline's Euler loop; returns
+        (P, 3, H, W) in [0, 1]. `texts`: the prompts' features, if already encoded."""
         lg = self.cfg.log
-        h, w = previews.parse_size(size or lg.sample_size)
-        texts = self.prompt_features(prompts)
+        h, w = parse_size(size, "size") if size else parse_size(lg.sample_size, "log.sample_size")
+        texts = self.prompt_features(prompts) if texts is None else texts
         dtype = torch.bfloat16 if self.cfg.train.precision == "bf16" else None
         latents = previews.sample_latents(
-            self.model,
-            texts,
-            (h // 16, w // 16),
-            lg.sample_steps,
-            lg.sample_guidance,
-            seed,
-            self.info.device,
-            dtype,
-        )
+            self.model, texts, (h // 16, w // 16), lg.sample_steps, lg.sample_guidance, seed,
+            self.info.device, dtype,
+        )  # fmt: skip
         return self.encoders.decode_latents(latents)
 
     def preview(self) -> None:
+        """The fixed prompts' grid at this step: RUN_DIR/samples/step_XXXXXXXX.png and the metrics."""
         lg = self.cfg.log
         if not lg.sample_prompts:
             return
         if self._prompt_features is None or self.encoders.text_trained:  # a trained LM: encode anew
             self._prompt_features = self.prompt_features(lg.sample_prompts)
-        h, w = previews.parse_size(lg.sample_size)
-        dtype = torch.bfloat16 if self.cfg.train.precision == "bf16" else None
-        latents = previews.sample_latents(
-            self.model, self._prompt_features, (h // 16, w // 16), lg.sample_steps, lg.sample_guidance,
-            lg.sample_seed, self.info.device, dtype,
-        )  # fmt: skip
-        images = self.encoders.decode_latents(latents)
+        images = self.generate_images(lg.sample_prompts, lg.sample_seed, texts=self._prompt_features)
         if self.info.is_main:
             path = previews.write_preview(self.run_dir, self.step, images)
             grid = torch.from_numpy(np.array(previews.image_grid(images))).permute(2, 0, 1)  # (3, H, W)
@@ -284,7 +292,7 @@ class Trainer:
                 for n, s in zip(inputs.image_tokens, inputs.text_lengths)
             )
         clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-        norm = torch.nn.utils.clip_grad_norm_(self.trained.parameters(), clip, foreach=True)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=True)
         norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         loss_mean = all_reduce_sum([loss_sum / accum], info)[0] / info.world
         ok = math.isfinite(loss_mean) and math.isfinite(norm)

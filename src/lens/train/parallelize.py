@@ -31,8 +31,10 @@ def apply_ac(model: nn.Module) -> None:
 
     blocks = model.transformer_blocks
     for i, block in enumerate(blocks):
-        # preserve_rng_state off: the blocks draw no random numbers (no dropout)
-        blocks[i] = checkpoint_wrapper(block, preserve_rng_state=False)
+        # the recompute must draw the same dropout masks as the forward (LoRA dropout); Lens's own
+        # blocks draw no random numbers, so they skip saving and restoring the RNG state
+        dropout = any(isinstance(m, nn.Dropout) and m.p > 0 for m in block.modules())
+        blocks[i] = checkpoint_wrapper(block, preserve_rng_state=dropout)
     log.info("applied activation checkpointing to %d blocks", len(blocks))
 
 

@@ -1,4 +1,4 @@
-"""Named training presets: `lens train NAME`.
+"""Named training presets (`lens train NAME`) and `load_config`, which reads any CONFIG argument.
 
 - `debug`: a 2-block model, tiny random encoders and shapes-world data; seconds on one CPU (tests, CI).
 - `nano`: the laptop model (8.3M-parameter Lens-shaped denoiser, 64-wide frozen LM features, small
@@ -14,7 +14,9 @@ logit std) are marked "not stated" and set to common choices.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 from lens.errors import LensError
 from lens.train.config import (
@@ -29,6 +31,9 @@ from lens.train.config import (
     OptimConfig,
     ParallelConfig,
     TrainConfig,
+    apply_dict,
+    apply_overrides,
+    validate,
 )
 
 DEBUG_PROMPTS = ("a red circle to the left of a blue square", "two yellow triangles")
@@ -192,3 +197,31 @@ def get_preset(name: str) -> Config:
     if name not in PRESETS:
         raise LensError(f"unknown preset {name!r}; presets are {', '.join(PRESETS)}")
     return copy.deepcopy(PRESETS[name]())
+
+
+def load_config(spec: str, overrides: list[str] | None = None) -> Config:
+    """CONFIG = a preset name, or a .json/.toml file (optionally naming a base `preset`), plus --set overrides."""
+    path = Path(spec)
+    if spec in PRESETS:
+        cfg = get_preset(spec)
+    elif path.suffix in (".json", ".toml") and path.is_file():
+        if path.suffix == ".json":
+            try:
+                data = json.loads(path.read_text())
+            except ValueError as err:
+                raise LensError(f"{path} is not valid JSON ({err})") from None
+        else:
+            import tomllib
+
+            try:
+                data = tomllib.loads(path.read_text())
+            except tomllib.TOMLDecodeError as err:
+                raise LensError(f"{path} is not valid TOML ({err})") from None
+        base = data.get("preset") or ""
+        cfg = get_preset(base) if base else Config()
+        apply_dict(cfg, data)
+    else:
+        raise LensError(
+            f"CONFIG {spec!r} is neither a preset ({', '.join(PRESETS)}) nor an existing .json/.toml file"
+        )
+    return validate(apply_overrides(cfg, overrides or []))

@@ -1,8 +1,9 @@
 """Periodic sample grids for fixed prompts and seeds, so runs can be compared by eye over time.
 
-The same Euler sampler as `LensPipeline` (shifted schedule, CFG with norm rescaling, zero-token
-unconditional branch), written against the training model directly: under FSDP every rank runs the
-denoiser (its forward is collective) and rank 0 writes RUN_DIR/samples/step_XXXXXXXX.png.
+Sampling goes through the pipeline's own loop (`lens.sampling.euler.euler_sample`: shifted schedule,
+CFG with norm rescaling, zero-token unconditional branch), driven with the training model directly:
+under FSDP every rank runs the denoiser (its forward is collective) and rank 0 writes
+RUN_DIR/samples/step_XXXXXXXX.png.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from PIL import Image
 from torch import Tensor
 
 from lens.latents import from_tokens
-from lens.sampling.guidance import apply_cfg
-from lens.sampling.schedule import inference_sigmas
+from lens.sampling.euler import Conditions, denoiser_velocity, euler_sample
+from lens.sampling.schedule import make_scheduler, scheduler_sigmas
 
 
 @torch.no_grad()
@@ -37,23 +38,17 @@ def sample_latents(
     mask = torch.zeros(len(texts), width, dtype=torch.bool, device=text.device)
     for i, t in enumerate(texts):
         text[i, : t.shape[0]], mask[i, : t.shape[0]] = t, True
-    mask = None if bool(mask.all()) else mask
     null = text[:, :0]  # (P, 0, L, D): zero text tokens
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(len(texts), h * w, 128, generator=gen).to(device)  # (P, N, 128)
-    sigmas = inference_sigmas(steps, h * w).to(device)
+    scheduler = make_scheduler()
+    scheduler_sigmas(scheduler, steps, h * w, device=device)
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
 
-    def velocity(feats: Tensor, m: Tensor | None, sigma: Tensor) -> Tensor:
-        with autocast:
-            out = model(x, feats, sigma.expand(len(texts)), image_grid=grid, encoder_attention_mask=m).sample
-        return out.float()
+    def velocity(latents: Tensor, embeds: Tensor, m: Tensor | None, t: Tensor) -> Tensor:
+        return denoiser_velocity(model, latents, embeds, m, t, grid, autocast=autocast)
 
-    for i in range(steps):
-        v = velocity(text, mask, sigmas[i])
-        if guidance > 1.0:
-            v = apply_cfg(v, velocity(null, None, sigmas[i]), guidance)
-        x = x + (sigmas[i + 1] - sigmas[i]) * v
+    x = euler_sample(velocity, x, scheduler, Conditions(text, mask, null, None), guidance)
     return from_tokens(x, h, w)
 
 
@@ -68,17 +63,6 @@ def image_grid(images: Tensor, columns: int = 4) -> Image.Image:
         r, c = divmod(i, cols)
         canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = arr[i]
     return Image.fromarray(canvas, "RGB")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    from lens.errors import LensError
-    from lens.resolution import validate_size
-
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise LensError(f"log.sample_size={text!r} is not HEIGHTxWIDTH, e.g. 512x512") from None
-    return validate_size(h, w)
 
 
 def write_preview(run_dir: str | Path, step: int, images: Tensor) -> Path:

@@ -21,11 +21,11 @@ import torch
 from lens.errors import LensError
 from lens.resolution import Bucket
 from lens.train.buckets import parse_buckets
-from lens.train.config import load_config
 from lens.train.encoders import FrozenEncoders
 from lens.train.evals import captioned_vs_null, encode_fixed, fixed_samples
 from lens.train.export import load_run, load_trained_text
 from lens.train.loop import detect_kind
+from lens.train.presets import load_config
 from lens.train.samples import expand_shards
 
 

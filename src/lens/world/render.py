@@ -5,20 +5,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from lens.errors import LensError
-from lens.resolution import validate_size
+from lens.resolution import parse_size, validate_size
 from lens.world.background import render_background
 from lens.world.scene import Scene
 from lens.world.shapes import coverage
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'64x96' -> (64, 96): height x width, each a multiple of 16."""
-    try:
-        h, w = (int(p) for p in text.lower().split("x"))
-    except ValueError as err:
-        raise LensError(f"size {text!r} is not HEIGHTxWIDTH; write it like 64x64 or 64x96") from err
-    return validate_size(h, w)
+__all__ = ["parse_size", "render_scene"]  # parse_size: lens.resolution's, kept for world callers
 
 
 def render_scene(scene: Scene, height: int = 64, width: int = 64) -> Image.Image:

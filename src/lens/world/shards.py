@@ -1,21 +1,24 @@
-"""WebDataset shards of the world: `png` image, `caption.txt` (dense, compact or verbose style),
-`brief.txt` and `json` (scene graph).
+"""The one writer of world shards: `png` image, `caption.txt` (dense, compact or verbose style),
+`brief.txt` and `json` (the scene graph, `Scene.to_json`).
 
-Sample i of a run with seed s draws its scene from seed `sample_seed(s, i)`, so any sample can be
-re-made on its own, and two runs with the same arguments write identical shards.
+`lens world generate`, `lens nano build` and training's `data.shards=synthetic` all write through
+`write_shards` (tar files by `lens.data.shards.ShardWriter`: deterministic, atomic), so the same world
+sample is the same members and the same JSON wherever it was written. Sample i of a run with seed s
+draws its scene from seed `sample_seed(s, i)`, so any sample can be re-made on its own, and two runs
+with the same arguments write identical shards.
 """
 
 from __future__ import annotations
 
 import glob
 import io
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from PIL import Image
 
+from lens.data.shards import ShardWriter, iter_shard
 from lens.errors import LensError
 from lens.resolution import validate_size
 from lens.world.captions import CAPTION_STYLES, brief_caption, dense_caption
@@ -59,10 +62,22 @@ def make_sample(
     )
 
 
-def _png(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image) -> bytes:
+    """An image as PNG file bytes."""
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def sample_members(s: WorldSample) -> dict[str, bytes | str]:
+    """The tar members of one world sample: the layout every world shard has."""
+    return {
+        "__key__": s.key,
+        "png": png_bytes(s.image),
+        "caption.txt": s.caption,
+        "brief.txt": s.brief,
+        "json": s.scene.to_json(),
+    }
 
 
 def write_shards(
@@ -81,14 +96,13 @@ def write_shards(
 ) -> list[str]:
     """Write samples start .. start+n-1 to out_dir/world-000000.tar, ...; returns the shard paths.
 
-    With `sizes`, sample i renders at sizes[i % len(sizes)] (a mixed-resolution set in every shard;
-    repeat a size to weight it). Splitting 0..N-1 into ranges with `start` gives the same samples as
-    one run, so a set can be written by several processes. `objects` = N: every scene is a free scene
-    of exactly N objects (a curriculum stage) instead of the training mixture. `caption_style` is
-    the dense caption's style ("compact" or "verbose", `lens.world.captions.CAPTION_STYLES`).
+    `shard_size` samples per shard (the last one may hold fewer). With `sizes`, sample i renders at
+    sizes[i % len(sizes)] (a mixed-resolution set in every shard; repeat a size to weight it).
+    Splitting 0..N-1 into ranges with `start` gives the same samples as one run, so a set can be
+    written by several processes. `objects` = N: every scene is a free scene of exactly N objects (a
+    curriculum stage) instead of the training mixture. `caption_style` is the dense caption's style
+    ("compact" or "verbose", `lens.world.captions.CAPTION_STYLES`).
     """
-    import webdataset as wds
-
     sizes = list(sizes) if sizes else [(height, width)]
     for h, w in sizes:
         validate_size(h, w)
@@ -103,36 +117,35 @@ def write_shards(
     os.makedirs(out_dir, exist_ok=True)
     if glob.glob(os.path.join(out_dir, "world-*.tar")):
         raise LensError(f"{out_dir} already holds world shards; pick an empty folder or delete them first")
-    with wds.ShardWriter(os.path.join(out_dir, SHARD_PATTERN), maxcount=shard_size, verbose=0) as sink:
-        for i in range(start, start + n):
-            h, w = sizes[i % len(sizes)]
-            s = make_sample(seed, i, h, w, geneval_fraction, objects, caption_style)
-            sink.write(
-                {
-                    "__key__": s.key,
-                    "png": _png(s.image),
-                    "caption.txt": s.caption.encode(),
-                    "brief.txt": s.brief.encode(),
-                    "json": s.scene.to_json().encode(),
-                }
-            )
-    return sorted(glob.glob(os.path.join(out_dir, "world-*.tar")))
+    paths = []
+    for first in range(start, start + n, shard_size):
+        path = os.path.join(out_dir, SHARD_PATTERN % len(paths))
+        with ShardWriter(path) as sink:
+            for i in range(first, min(first + shard_size, start + n)):
+                h, w = sizes[i % len(sizes)]
+                sample = make_sample(seed, i, h, w, geneval_fraction, objects, caption_style)
+                sink.write(sample_members(sample))
+        paths.append(path)
+    return paths
 
 
 def read_shards(path: str) -> Iterator[WorldSample]:
-    """Samples back from a folder of shards, one .tar, or a brace pattern ('world-{000000..000003}.tar')."""
-    import webdataset as wds
-
-    urls = sorted(glob.glob(os.path.join(path, "world-*.tar"))) if os.path.isdir(path) else path
+    """Samples back from a folder of shards or one .tar."""
+    urls = sorted(glob.glob(os.path.join(path, "world-*.tar"))) if os.path.isdir(path) else [path]
     if not urls:
         raise LensError(
             f"no world-*.tar shards in {path}; write some with `lens world generate --out {path}`"
         )
-    for d in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode("pil"):
-        yield WorldSample(
-            key=d["__key__"],
-            image=d["png"].convert("RGB"),
-            caption=d["caption.txt"],
-            brief=d["brief.txt"],
-            scene=Scene.from_dict(d["json"] if isinstance(d["json"], dict) else json.loads(d["json"])),
-        )
+    for url in urls:
+        if not os.path.isfile(url):
+            raise LensError(f"{url} is neither a folder of world shards nor a .tar file")
+        for d in iter_shard(url):
+            with Image.open(io.BytesIO(d["png"])) as image:
+                rgb = image.convert("RGB")
+            yield WorldSample(
+                key=d["__key__"],
+                image=rgb,
+                caption=d["caption.txt"].decode(),
+                brief=d["brief.txt"].decode(),
+                scene=Scene.from_json(d["json"].decode()),
+            )
