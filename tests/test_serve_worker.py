@@ -37,6 +37,18 @@ def _metrics(url: str) -> dict:
     }
 
 
+
+def raw_post(url: str, body: bytes) -> socket.socket:
+    """A generation request sent on a bare socket, so the test can hang up without reading the answer."""
+    host = urlparse(url)
+    raw = socket.create_connection((host.hostname, host.port))
+    raw.sendall(
+        b"POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    return raw
+
 def test_compatible_requests_share_one_call_and_others_wait(pipe):
     with serving(pipe, max_batch=4) as (url, worker), concurrent.futures.ThreadPoolExecutor(8) as pool:
         c = client(url)
@@ -102,14 +114,7 @@ def test_a_request_whose_client_left_is_dropped_before_it_runs(pipe):
         pipe.hold()
         blocker = pool.submit(c.images.generate, prompt="first")
         assert pipe.entered.wait(30)
-        host = urlparse(url)
-        body = b'{"prompt": "nobody waits for me"}'
-        with socket.create_connection((host.hostname, host.port)) as raw:
-            raw.sendall(
-                b"POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
+        with raw_post(url, b'{"prompt": "nobody waits for me"}'):
             wait_for(lambda: worker.depth() == 1, what="the request to queue")
         wait_for(lambda: worker.depth() == 0, what="the abandoned request to leave the queue")
         pipe.gate.set()
@@ -163,14 +168,7 @@ def test_a_stream_whose_reader_left_is_dropped_too(pipe):
         pipe.hold()
         blocker = pool.submit(client(url).images.generate, prompt="first")
         assert pipe.entered.wait(30)
-        host = urlparse(url)
-        body = b'{"prompt": "closed tab", "stream": true}'
-        with socket.create_connection((host.hostname, host.port)) as raw:
-            raw.sendall(
-                b"POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
+        with raw_post(url, b'{"prompt": "closed tab", "stream": true}') as raw:
             raw.settimeout(30)
             seen = b""
             while b"image_generation.queued" not in seen:  # headers first, then the first event
