@@ -37,7 +37,6 @@ def _metrics(url: str) -> dict:
     }
 
 
-
 def raw_post(url: str, body: bytes) -> socket.socket:
     """A generation request sent on a bare socket, so the test can hang up without reading the answer."""
     host = urlparse(url)
@@ -48,6 +47,7 @@ def raw_post(url: str, body: bytes) -> socket.socket:
         + body
     )
     return raw
+
 
 def test_compatible_requests_share_one_call_and_others_wait(pipe):
     with serving(pipe, max_batch=4) as (url, worker), concurrent.futures.ThreadPoolExecutor(8) as pool:
