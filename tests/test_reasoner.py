@@ -1,17 +1,14 @@
 """The prompt reasoner: Harmony parsing, the API path against a real local server (failures included),
-the local path on a tiny random GPT-OSS, the pipeline hook and `lens generate --reasoner api|local`."""
+the local path on a tiny random GPT-OSS (the pipeline hook and `lens generate`: test_reasoner_pipeline.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 
-import PIL.Image
 import pytest
 import torch
 
-from lens.cli import main
 from lens.errors import LensError
 from lens.reasoner import ApiSettings, PromptReasoner
 from lens.reasoner.api import ApiRewriter
@@ -19,10 +16,8 @@ from lens.reasoner.harmony import answer_text, conversation, final_channel, is_t
 from lens.reasoner.local import LocalRewriter, can_generate
 from lens.reasoner.prompts import GENERAL, GENEVAL, system_prompt
 from lens.text.chat import SYSTEM_INSTRUCTION, HarmonyTemplate
-from tests.test_data_helpers import ChatServer, TrickleServer, words
-
-KEY_ENV = "LENS_TEST_REASONER_KEY"
-PROMPT = "a red fox in fresh snow"
+from tests.reasoner_support import KEY_ENV, PROMPT, ReasonerServer, api_reasoner, pipe, server  # noqa: F401
+from tests.test_data_helpers import TrickleServer
 
 # ---------------------------------------------------------------- Harmony, hand-written
 
@@ -101,70 +96,6 @@ def test_system_prompts_state_the_papers_rules():
 
 
 # ---------------------------------------------------------------- the API path, real local server
-
-
-class ReasonerServer(ChatServer):
-    """ChatServer for text requests: keyed by the user prompt, recording bodies and auth headers.
-
-    Extra behaviours: 'harmony' (raw Harmony text in content), 'think' (a <think> block first).
-    """
-
-    def __init__(self, script=(), **kw):
-        self.bodies: list[dict] = []
-        self.auth: list[str | None] = []
-        super().__init__(script, **kw)
-
-    @staticmethod
-    def image_id(body: dict) -> str:
-        return hashlib.sha1(body["messages"][-1]["content"].encode()).hexdigest()[:10]
-
-    def answer(self, prompt: str) -> str:
-        return words(self.caption_words, self.image_id({"messages": [{"content": prompt}]}))
-
-    def handle(self, h, body):
-        with self.lock:
-            self.bodies.append(body)
-            self.auth.append(h.headers.get("Authorization"))
-            special = self.script[0] if self.script and self.script[0] in ("harmony", "think") else None
-            if special:
-                self.script.popleft()
-                self.behaviours[special] += 1
-        if special is None:
-            return super().handle(h, body)
-        final = self.answer(body["messages"][-1]["content"])
-        content = (
-            f"<|channel|>analysis<|message|>thinking<|end|><|start|>assistant<|channel|>final<|message|>{final}"
-            if special == "harmony"
-            else f"<think>thinking</think>\n{final}"
-        )
-        choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-        self._send(
-            h, 200, {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
-        )
-
-
-@pytest.fixture
-def server():
-    s = ReasonerServer()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def api_reasoner(server, monkeypatch):
-    """A reasoner on the local server with the key in $KEY_ENV and instant backoff (sleeps recorded)."""
-    monkeypatch.setenv(KEY_ENV, "sk-test-reasoner")
-    sleeps: list[float] = []
-
-    def make(**kw) -> PromptReasoner:
-        settings = {"timeout": 5.0, "max_retries": 2} | kw.pop("settings", {})
-        reasoner = PromptReasoner(
-            api=ApiSettings("chat-model", server.url, KEY_ENV, **settings), sleep=sleeps.append, **kw
-        )
-        reasoner.sleeps = sleeps
-        return reasoner
-
-    return make
 
 
 def test_api_rewrites_with_the_released_settings_and_the_env_key(server, api_reasoner):
@@ -287,13 +218,6 @@ def test_backoff_honours_retry_after_within_its_cap():
 # ---------------------------------------------------------------- the local path, tiny GPT-OSS
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    from lens.testing import tiny_random_pipeline
-
-    return tiny_random_pipeline(height=32, width=32)
-
-
 def forcing(tokenizer, text: str, seen: list):
     """A prefix_allowed_tokens_fn that makes the model write `text` token by token (then <|return|>)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [
@@ -372,97 +296,3 @@ def test_the_api_takes_precedence_over_local(pipe, server, api_reasoner, monkeyp
     reasoner = api_reasoner(settings={"max_retries": 0})
     assert reasoner.rewrite(PROMPT, pipe) == PROMPT  # a failing API keeps the prompt, no local fallback
     assert reasoner.rewrite(PROMPT, pipe) == server.answer(PROMPT)
-
-
-# ---------------------------------------------------------------- the pipeline hook
-
-
-@pytest.fixture
-def encoded(pipe, monkeypatch):
-    """The prompts each encode_prompt call received."""
-    seen: list = []
-    original = pipe.encode_prompt
-
-    def spy(prompt=None, *args, **kw):
-        seen.append(prompt)
-        return original(prompt, *args, **kw)
-
-    monkeypatch.setattr(pipe, "encode_prompt", spy)
-    return seen
-
-
-def test_the_pipeline_rewrites_before_encoding(pipe, server, api_reasoner, encoded):
-    run = dict(num_inference_steps=1, output_type="latent", generator=torch.Generator().manual_seed(0))
-    pipe.enable_reasoner(api_reasoner())
-    try:
-        out = pipe([PROMPT, "a blue square"], num_images_per_prompt=2, **run).images
-        assert out.shape[0] == 4
-        rewritten = [server.answer(PROMPT), server.answer("a blue square")]
-        assert encoded[0] == rewritten and pipe.rewritten_prompts == rewritten
-        pipe(prompt_embeds=pipe.encode_prompt("x")[0], **run)  # embeddings: nothing to rewrite
-        assert pipe.rewritten_prompts is None and len(server.bodies) == 2
-    finally:
-        pipe.disable_reasoner()
-    pipe(PROMPT, **run)
-    assert encoded[-1] == [PROMPT] and pipe.rewritten_prompts == [PROMPT] and len(server.bodies) == 2
-
-
-def test_a_failing_reasoner_still_gives_the_image(pipe, server, api_reasoner, encoded):
-    server.always[ReasonerServer.image_id({"messages": [{"content": PROMPT}]})] = "500"
-    pipe.enable_reasoner(api_reasoner(settings={"max_retries": 0}))
-    try:
-        image = pipe(PROMPT, num_inference_steps=1).images[0]
-    finally:
-        pipe.disable_reasoner()
-    assert isinstance(image, PIL.Image.Image) and encoded[0] == [PROMPT]
-
-
-# ---------------------------------------------------------------- lens generate
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    assert main(["create-tiny", str(path)]) == 0
-    return path
-
-
-def test_generate_with_the_api_reasoner(model_dir, server, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "sk-cli")
-    args = ["generate", PROMPT, "--model", str(model_dir), "--steps", "1", "--out", str(tmp_path)]
-    api = ["--api-base", server.url, "--api-model", "chat-model", "--api-key-env", KEY_ENV]
-    assert main(args + api) == 0  # auto + --api-model = api
-    image = PIL.Image.open(next(tmp_path.glob("*.png")))
-    assert image.text["prompt"] == PROMPT and image.text["caption"] == server.answer(PROMPT)
-    assert "caption (api reasoner)" in capsys.readouterr().out and server.auth == ["Bearer sk-cli"]
-    server.script.extend(["500"] * 3)  # fails past its 2 retries: the image is made from the prompt
-    assert main(args + ["--reasoner", "api", "--out", str(tmp_path / "f")] + api[:4]) == 0
-    assert "caption" not in PIL.Image.open(next((tmp_path / "f").glob("*.png"))).text
-
-
-@pytest.mark.parametrize(
-    "extra, words_",
-    [
-        (["--reasoner", "api"], "--api-model"),
-        (["--reasoner", "none", "--api-model", "m"], "need --reasoner api"),
-        (["--reasoner", "local", "--api-base", "http://127.0.0.1:9/v1"], "need --reasoner api"),
-        (["--reasoner", "api", "--api-model", "m", "--api-base", "https://x.example.invalid/v1",
-          "--api-key-env", "LENS_TEST_UNSET_KEY"], "LENS_TEST_UNSET_KEY"),
-    ],
-)  # fmt: skip
-def test_generate_reasoner_options_are_checked_first(model_dir, tmp_path, capsys, monkeypatch, extra, words_):
-    monkeypatch.delenv("LENS_TEST_UNSET_KEY", raising=False)
-    assert main(["generate", "x", "--model", str(model_dir), "--out", str(tmp_path)] + extra) == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("lens generate: error:") and words_ in err
-    assert not list(tmp_path.glob("*.png"))
-
-
-def test_generate_local_reasoner_is_built(model_dir):
-    import argparse
-
-    from lens.cli.reasoner_options import reasoner_from_args
-
-    args = argparse.Namespace(reasoner="local", api_base=None, api_key_env=None, api_model=None)
-    reasoner = reasoner_from_args(args)
-    assert reasoner.source == "local" and reasoner.max_new_tokens == 4096 and reasoner.temperature == 0.7
