@@ -159,15 +159,6 @@ def test_bad_shard_spec(bad):
         parse_shard(bad)
 
 
-def test_ray_executor_without_ray_says_how_to_install(tmp_path, monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
-    src = make_folder(tmp_path / "imgs", photos=("astronaut",), broken=False)
-    with pytest.raises(LensError, match=r"lens\[ray\]"):
-        run_ingest([str(src)], ingest_config(str(tmp_path / "o")), executor="ray")
-
-
 def test_names_that_are_not_utf8_keep_the_run_and_their_images(tmp_path):
     # Linux names are bytes; Python hands these over as lone surrogates that no UTF-8 writer accepts
     src = make_folder(tmp_path / "imgs", photos=("astronaut",), broken=False)

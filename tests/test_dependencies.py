@@ -2,7 +2,8 @@
 
 Every `import` / `from ... import` in src/lens is read with `ast` (nothing is imported), its top-level
 module mapped to a distribution with `importlib.metadata.packages_distributions()` (a module that is
-not installed here, e.g. `ray`, stands for the distribution of the same name), standard-library and
+not installed here, e.g. an extra's on a core-only install, stands for the distribution of the same
+name), standard-library and
 `lens` imports left out. Then:
 
 1. Every imported distribution is declared: in `[project] dependencies` (core) or in an extra of

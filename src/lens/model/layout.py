@@ -4,8 +4,10 @@ Two layouts feed the same blocks:
 - a padded batch: every row is one sample on the same (h, w) grid; text may be right-padded, which
   becomes a key mask (None when nothing is padded, so fused kernels run);
 - a pack: samples of different sizes concatenated into one row (batch dim 1). The image stream is
-  [img_0, img_1, ...], the text stream [txt_0, txt_1, ...]; a block-diagonal mask keeps samples apart,
+  [img_0, img_1, ...], the text stream [txt_0, txt_1, ...]; a document mask keeps samples apart,
   positions restart per sample, and `*_segments` let every token pick its own sample's modulation.
+  The mask is the kernel's (`attention.pack_kernel`): a dense (1, 1, T, T) bool tensor for SDPA, or a
+  FlexAttention `BlockMask` built from per-block sample counts, which never holds anything T x T.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.nn.attention.flex_attention import BlockMask
 
+from lens.model.attention import pack_kernel
 from lens.model.rope import image_positions, rope_table, sincos_embedding, text_positions
 
 
@@ -43,7 +47,7 @@ class Pack:
 @dataclass
 class SequenceLayout:
     rope: tuple[Tensor, Tensor]  # cos, sin: (1 | B, 1, N+S, head_dim/2), float32
-    mask: Tensor | None  # bool, True = may attend; None = attend everywhere
+    mask: Tensor | BlockMask | None  # bool, True = may attend; a pack's BlockMask; None = attend everywhere
     img_segments: Tensor | None = None  # (N,) sample index per image token (packs only)
     txt_segments: Tensor | None = None  # (S,)
     img_absolute: Tensor | None = None  # (N, width) absolute image positions (pos_embed="rope+sincos")
@@ -72,8 +76,10 @@ def batch_layout(
     return SequenceLayout(rope=(cos[None, None], sin[None, None]), mask=mask, img_absolute=absolute)
 
 
-def pack_layout(pack: Pack, axes_dims, theta: float, device, absolute_dim: int = 0) -> SequenceLayout:
-    """Layout of one packed row: block-diagonal mask over [all image tokens, all text tokens]."""
+def pack_layout(
+    pack: Pack, axes_dims, theta: float, device, absolute_dim: int = 0, kernel: str = "auto"
+) -> SequenceLayout:
+    """Layout of one packed row over [all image tokens, all text tokens]; `kernel` as in `pack_kernel`."""
     img_pos = [image_positions(h, w, device) for h, w in pack.image_grids]
     absolute = sincos_embedding(torch.cat(img_pos), absolute_dim) if absolute_dim else None
     txt_pos = [text_positions(h, w, s, device) for (h, w), s in zip(pack.image_grids, pack.text_lengths)]
@@ -82,5 +88,45 @@ def pack_layout(pack: Pack, axes_dims, theta: float, device, absolute_dim: int =
     img_seg = ids.repeat_interleave(torch.tensor([h * w for h, w in pack.image_grids], device=device))
     txt_seg = ids.repeat_interleave(torch.tensor(pack.text_lengths, device=device, dtype=torch.long))
     seg = torch.cat([img_seg, txt_seg])
-    mask = (seg[:, None] == seg[None, :])[None, None]  # (1, 1, T, T)
+    if pack_kernel(kernel, device) == "flex":
+        mask = document_block_mask(seg, len(pack.image_grids))
+    else:
+        mask = (seg[:, None] == seg[None, :])[None, None]  # (1, 1, T, T)
     return SequenceLayout((cos[None, None], sin[None, None]), mask, img_seg, txt_seg, absolute)
+
+
+def document_block_mask(seg: Tensor, samples: int, block_size: int = 128) -> BlockMask:
+    """FlexAttention mask "a token attends to the tokens of its own sample", seg (T,) its sample ids.
+
+    Equal to `create_block_mask(lambda b, h, q, k: seg[q] == seg[k], None, None, T, T)`, which builds
+    the (T, T) bool tensor first; here the block structure comes from the (blocks, samples) token
+    counts: a block pair is computed where both blocks hold a token of one sample, and skips
+    `mask_mod` (a full block) where both are whole blocks of that one sample alone. 128 is
+    FlexAttention's default block, which its CUDA kernels tile.
+    """
+    tokens = seg.numel()
+    blocks = -(-tokens // block_size)
+    block_of = torch.arange(tokens, device=seg.device) // block_size
+    counts = torch.zeros(blocks, samples, device=seg.device)
+    counts.index_put_((block_of, seg), torch.ones(tokens, device=seg.device), accumulate=True)
+    present = (counts > 0).float()
+    meet = present @ present.T > 0  # (blocks, blocks): some sample has tokens in both
+    whole = counts.amax(dim=1) == block_size  # block_size tokens, all of one sample
+    owner = counts.argmax(dim=1)
+    full = whole[:, None] & whole[None, :] & (owner[:, None] == owner[None, :])
+
+    def ordered(dense: Tensor) -> tuple[Tensor, Tensor]:  # per query block: count, then kv block indices
+        dense = dense.int()[None, None]
+        order = torch.argsort(dense, dim=-1, descending=True, stable=True)
+        return dense.sum(-1).int(), order.int()
+
+    def same_sample(b, h, q, k):
+        return seg[q] == seg[k]
+
+    return BlockMask.from_kv_blocks(
+        *ordered(meet & ~full),
+        *ordered(full),
+        BLOCK_SIZE=block_size,
+        mask_mod=same_sample,
+        seq_lengths=(tokens, tokens),
+    )

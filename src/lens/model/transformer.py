@@ -158,8 +158,9 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
 
     # ------------------------------------------------------------------ attention
     def set_attention_backend(self, backend: str) -> None:
-        """Only "native" (torch SDPA, what always runs). The blocks call `lens.model.attention`, not
-        diffusers' attention dispatcher, so any other backend would be silently ignored: refuse it."""
+        """Only "native" (torch SDPA; packs choose theirs with forward's `attention_kernel`). The blocks
+        call `lens.model.attention`, not diffusers' attention dispatcher, so any other backend would be
+        silently ignored: refuse it."""
         if not isinstance(backend, str) or backend.lower() != "native":
             raise LensError(
                 f"attention backend {backend!r} is not available for LensTransformer2DModel: its attention "
@@ -191,6 +192,7 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         encoder_attention_mask: Tensor | None = None,
         pack: Pack | None = None,
         return_dict: bool = True,
+        attention_kernel: str = "auto",
     ):
         """Predict the velocity for image tokens.
 
@@ -202,13 +204,22 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             image_grid: (h, w) with h * w == N, for a padded batch.
             encoder_attention_mask: (B, S) bool, True for real text tokens; None when none is padded.
             pack: a `Pack` describing a packed row (B == 1, image_grid and mask unused).
+            attention_kernel: how a pack attends (`lens.model.attention.pack_kernel`): "auto"
+                (FlexAttention on CUDA, SDPA elsewhere), "sdpa" (dense (T, T) mask) or "flex"
+                (`BlockMask`; forward only on CPU). A padded batch always uses SDPA.
         Returns:
             (B, N, patch_size**2 * out_channels) velocity, wrapped in Transformer2DModelOutput if return_dict.
         """
         if isinstance(encoder_hidden_states, (list, tuple)):
             encoder_hidden_states = torch.stack(list(encoder_hidden_states), dim=2)
         layout = self._layout(
-            hidden_states, encoder_hidden_states, timestep, image_grid, encoder_attention_mask, pack
+            hidden_states,
+            encoder_hidden_states,
+            timestep,
+            image_grid,
+            encoder_attention_mask,
+            pack,
+            attention_kernel,
         )
         dtype = self.compute_dtype
         timestep = timestep.reshape(-1).expand(hidden_states.shape[0]) if timestep.numel() == 1 else timestep
@@ -229,7 +240,7 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         out = self.proj_out(self.norm_out(img, temb, layout.img_segments))
         return Transformer2DModelOutput(sample=out) if return_dict else (out,)
 
-    def _layout(self, x: Tensor, enc: Tensor, timestep: Tensor, grid, mask, pack) -> SequenceLayout:
+    def _layout(self, x: Tensor, enc: Tensor, timestep: Tensor, grid, mask, pack, kernel) -> SequenceLayout:
         """Validate shapes at the boundary and build RoPE tables, mask and segments."""
         cfg = self.config
         if x.ndim != 3 or x.shape[-1] != cfg.in_channels:
@@ -251,7 +262,9 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
                 raise LensError(
                     f"a pack of {len(pack.image_grids)} samples needs as many timesteps, got {timestep.numel()}"
                 )
-            return pack_layout(pack, axes, theta, x.device, absolute)
+            return pack_layout(pack, axes, theta, x.device, absolute, kernel)
+        if kernel not in ("auto", "sdpa"):
+            raise LensError(f"attention_kernel={kernel!r} is for packs; a padded batch attends with SDPA")
         if grid is None or len(grid) != 2 or grid[0] * grid[1] != x.shape[1]:
             raise LensError(f"image_grid (h, w) with h * w == {x.shape[1]} is required, got {grid}")
         if timestep.numel() not in (1, x.shape[0]):
