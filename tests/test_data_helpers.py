@@ -181,6 +181,9 @@ class ChatServer(LocalServer):
         return hashlib.sha1(url.encode()).hexdigest()[:10]
 
     def handle(self, h, body):
+        if "max_tokens" in body:  # as OpenAI's reasoning models answer the older parameter
+            error = {"message": "Unsupported parameter: 'max_tokens'", "type": "invalid_request_error"}
+            return self._send(h, 400, {"error": {**error, "code": "unsupported_parameter"}})
         img = self.image_id(body)
         with self.lock:
             what = self.always.get(img) or (self.script.popleft() if self.script else "ok")
@@ -200,7 +203,7 @@ class ChatServer(LocalServer):
             "refusal": ("I'm sorry, but I can't help with describing this image.", "stop"),
             "length": (words(self.caption_words, img)[:-1], "length"),
             "short": ("A cat.", "stop"),
-        }.get(what, (words(self.caption_words, img), "stop"))
+        }.get(what, (self.reply(body, img), "stop"))
         if what in ("ok",):
             with self.lock:
                 self.served[img] += 1
@@ -215,6 +218,10 @@ class ChatServer(LocalServer):
             "usage": {"prompt_tokens": 1000, "completion_tokens": 80, "total_tokens": 1080},
         }
         self._send(h, 200, payload)
+
+    def reply(self, body: dict, img: str) -> str:
+        """The answer to a request that goes well: a caption of `caption_words` words."""
+        return words(self.caption_words, img)
 
     @staticmethod
     def _send(h, status, payload=None, headers=None, raw=None):

@@ -7,12 +7,16 @@
   relation to every object matched by the include at `index` (GenEval's box-centre rule).
 - An exclude requirement fails the image when the class has at least `count` detections.
 - Score per tag = share of correct images; overall = mean of the tag scores.
+
+`verdicts` gives each of those rules' pass / fail (the Nano-Eval reward's partial credit,
+lens.rewards.nano); an image is correct when all pass (`evaluate`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from lens.eval.detect import Detection
 from lens.world.geneval import TAGS
@@ -33,52 +37,94 @@ def keep_detections(detections: Iterable[Detection], tag: str) -> dict[str, list
     return dict(by_class)
 
 
-def evaluate(detections: Iterable[Detection], metadata: dict) -> tuple[bool, str]:
-    """(correct, reason) for one image under GenEval's rules; reason is empty when correct."""
+@dataclass
+class Verdict:
+    """One rule of a prompt's metadata and whether an image passes it.
+
+    Rules, in order: per include, its count, then its colour and its position when it names them; per
+    exclude, its cap. A rule that builds on a failed one (the colour of objects that were not found)
+    fails without a reason of its own.
+    """
+
+    rule: str  # e.g. "count circle>=2", "color red circle", "position star left of #0", "exclude circle<3"
+    passed: bool
+    reason: str = ""
+
+
+def verdicts(detections: Iterable[Detection], metadata: dict) -> list[Verdict]:
+    """Every rule's verdict for one image under GenEval's rules (see the module docstring)."""
     objects = keep_detections(detections, metadata["tag"])
-    correct = True
-    reasons: list[str] = []
+    out: list[Verdict] = []
     matched_groups: list[list[Detection] | None] = []
     for req in metadata.get("include", []):
         cls, count = req["class"], int(req["count"])
         found = objects.get(cls, [])[:count]
-        matched = True
-        if len(found) < count:
-            correct = matched = False
-            reasons.append(f"expected {cls}>={count}, found {len(found)}")
-        else:
-            if "color" in req:
-                colors = [d.color for d in found]
-                if colors.count(req["color"]) < count:
-                    correct = matched = False
-                    reasons.append(
-                        f"expected {req['color']} {cls}>={count}, found {colors.count(req['color'])} {req['color']}; and {', '.join(colors)}"
+        matched = len(found) >= count
+        out.append(
+            Verdict(
+                f"count {cls}>={count}",
+                matched,
+                "" if matched else f"expected {cls}>={count}, found {len(found)}",
+            )
+        )
+        if "color" in req:
+            rule = f"color {req['color']} {cls}"
+            colors = [d.color for d in found]
+            if not matched:
+                out.append(Verdict(rule, False))
+            elif colors.count(req["color"]) < count:
+                matched = False
+                out.append(
+                    Verdict(
+                        rule,
+                        False,
+                        f"expected {req['color']} {cls}>={count}, found {colors.count(req['color'])} {req['color']}; and {', '.join(colors)}",
                     )
-            if "position" in req and matched:
-                relation, target = req["position"]
-                targets = matched_groups[target]
-                if targets is None:
-                    correct = matched = False
-                    reasons.append(f"no target for {cls} to be {relation}")
-                else:
-                    for obj in found:
-                        for other in targets:
-                            true = relative_position(obj.bbox, other.bbox)
-                            if relation not in true:
-                                correct = matched = False
-                                reasons.append(
-                                    f"expected {cls} {relation} target, found {' and '.join(sorted(true)) or 'no relation'}"
-                                )
-                                break
-                        if not matched:
-                            break
+                )
+            else:
+                out.append(Verdict(rule, True))
+        if "position" in req:
+            relation, target = req["position"]
+            rule = f"position {cls} {relation} #{target}"
+            targets = matched_groups[target]
+            if not matched:
+                out.append(Verdict(rule, False))
+            elif targets is None:
+                matched = False
+                out.append(Verdict(rule, False, f"no target for {cls} to be {relation}"))
+            else:
+                wrong = next(
+                    (
+                        true
+                        for obj in found
+                        for other in targets
+                        if relation not in (true := relative_position(obj.bbox, other.bbox))
+                    ),
+                    None,
+                )
+                matched = wrong is None
+                reason = (
+                    ""
+                    if matched
+                    else f"expected {cls} {relation} target, found {' and '.join(sorted(wrong)) or 'no relation'}"
+                )
+                out.append(Verdict(rule, matched, reason))
         matched_groups.append(found if matched else None)
     for req in metadata.get("exclude", []):
         cls, count = req["class"], int(req["count"])
-        if len(objects.get(cls, [])) >= count:
-            correct = False
-            reasons.append(f"expected {cls}<{count}, found {len(objects[cls])}")
-    return correct, "\n".join(reasons)
+        n = len(objects.get(cls, []))
+        out.append(
+            Verdict(
+                f"exclude {cls}<{count}", n < count, "" if n < count else f"expected {cls}<{count}, found {n}"
+            )
+        )
+    return out
+
+
+def evaluate(detections: Iterable[Detection], metadata: dict) -> tuple[bool, str]:
+    """(correct, reason) for one image under GenEval's rules: every rule passes; reason is empty when correct."""
+    rules = verdicts(detections, metadata)
+    return all(v.passed for v in rules), "\n".join(v.reason for v in rules if v.reason)
 
 
 def summarize(results: Iterable[dict]) -> dict[str, float]:
