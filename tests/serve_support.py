@@ -31,8 +31,9 @@ def load_tiny(folder):
 
 class Controlled:
     """The real pipeline behind a gate: after `hold()` the worker blocks inside its next call
-    (`entered` tells when it got there) until `gate` is set; a prompt containing "boom" raises; `step_delay` slows each
-    step so a browser can watch the progress bar move. `calls` records every call's prompts."""
+        (`entered` tells when it got there) until `gate` is set; a prompt containing "boom" raises; `step_delay` slows each
+        step so a browser can watch the progress bar move. `calls` records every call's prompts. Everything
+    else (config, the LoRA methods, ...) is the pipeline's own."""
 
     def __init__(self, pipe):
         self.pipe = pipe
@@ -47,9 +48,8 @@ class Controlled:
         self.entered.clear()
         self.gate.clear()
 
-    @property
-    def config(self):
-        return self.pipe.config
+    def __getattr__(self, name):
+        return getattr(self.pipe, name)
 
     def __call__(self, **kwargs):
         self.calls.append(list(kwargs["prompt"]))
@@ -67,9 +67,14 @@ class Controlled:
 
 
 @contextmanager
-def serving(pipe=None, *, load=None, max_queue=8, max_batch=4, api_key=None, urls=None, reasoner=None):
-    """(base URL, worker) of a server on 127.0.0.1 over `pipe` (or whatever `load()` returns)."""
-    worker = Worker(load or (lambda: pipe), Metrics(), max_queue=max_queue, max_batch=max_batch).start()
+def serving(
+    pipe=None, *, load=None, max_queue=8, max_batch=4, api_key=None, urls=None, reasoner=None, loras=None
+):
+    """(base URL, worker) of a server on 127.0.0.1 over `pipe` (or whatever `load()` returns), with
+    the LoRA adapters `loras` ({name: file})."""
+    worker = Worker(
+        load or (lambda: pipe), Metrics(), max_queue=max_queue, max_batch=max_batch, loras=loras
+    ).start()
     app = create_app(worker, MODEL_ID, api_key=api_key, api_key_env=KEY_ENV, urls=urls, reasoner=reasoner)
     try:
         with ServerThread(app) as url:

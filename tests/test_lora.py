@@ -16,7 +16,7 @@ from lens.cli import main
 from lens.errors import LensError
 from lens.lora import DEFAULT_TARGETS, add_lora, has_lora, resolve_targets, save_lora, use_lora
 from lens.model.transformer import LensTransformer2DModel
-from lens.testing import tiny_random_pipeline
+from lens.testing import randomise_lora_b, tiny_random_pipeline
 from lens.train.checkpoint import checkpoint_keys, latest_checkpoint
 from lens.train.export import load_run
 from lens.train.loop import train
@@ -28,21 +28,12 @@ def _latents(pipe) -> torch.Tensor:
     return pipe("a red circle", num_inference_steps=2, output_type="latent", generator=g).images
 
 
-def _randomise_b(transformer, seed: int = 1) -> None:
-    """A fresh adapter is a no-op (B = 0); give it a visible effect."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in transformer.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-
-
 @pytest.fixture
 def adapter(tmp_path):
     """(folder, the adapted pipeline's latents): rank 4, alpha 8, so the scale 2 must travel in the file."""
     pipe = tiny_random_pipeline()
     add_lora(pipe.transformer, rank=4, alpha=8, dropout=0.1)
-    _randomise_b(pipe.transformer)
+    randomise_lora_b(pipe.transformer)
     pipe.transformer.eval()
     save_lora(pipe.transformer, tmp_path / "lora")
     return tmp_path / "lora", _latents(pipe)
@@ -363,7 +354,7 @@ def test_activation_checkpointing_replays_the_lora_dropout_masks(tiny_denoiser):
     from lens.train.parallelize import apply_ac
 
     add_lora(tiny_denoiser, rank=4, dropout=0.5)
-    _randomise_b(tiny_denoiser)
+    randomise_lora_b(tiny_denoiser)
     tiny_denoiser.train()
     g = torch.Generator().manual_seed(0)
     x, text = torch.randn(2, 16, 128, generator=g), torch.randn(2, 5, 2, 24, generator=g)

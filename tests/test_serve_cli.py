@@ -59,6 +59,12 @@ def test_a_model_that_cannot_load_stops_the_server(tmp_path, capsys):
         (["--max-batch", "0"], "--max-batch must be at least 1"),
         (["--port", "70000"], "--port must be between 0 and 65535"),
         (["--api-key-env", "LENS_SURELY_UNSET_VAR"], "LENS_SURELY_UNSET_VAR"),
+        (["--replicas", "2"], "--replicas needs --ray"),
+        (["--ray", "--replicas", "0"], "--replicas must be at least 1"),
+        (["--lora", "ink"], "--lora ink: give NAME=PATH"),
+        (["--lora", "my.ink=x"], "the name may hold letters, digits, '_' and '-' only"),
+        (["--lora", "lens-nano=x"], "'lens-nano' is already the name of the served model"),
+        (["--lora", "ink=/surely/missing/lora"], "--lora ink: LoRA /surely/missing/lora does not exist"),
     ],
 )
 def test_bad_options_are_refused(argv, words, capsys, monkeypatch):

@@ -3,6 +3,7 @@ and /metrics, through the openai client against a running server whose pipeline 
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import socket
 import threading
@@ -14,7 +15,8 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.serve_support import Controlled, client, load_tiny, serving, wait_for
+from lens.serve.api import create_app
+from tests.serve_support import MODEL_ID, Controlled, client, load_tiny, serving, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -180,4 +182,49 @@ def test_a_stream_whose_reader_left_is_dropped_too(pipe):
         pipe.gate.set()
         blocker.result(60)
         assert ["closed tab"] not in pipe.calls
+        assert _metrics(url)[("lens_requests_total", (("status", "499"),))] == 1
+
+
+async def _post_then_cancel(app, worker, body: bytes) -> None:
+    """Call the ASGI app with a generation request and cancel it once queued, as Ray Serve cancels a
+    replica's request when its client disconnects (no http.disconnect message reaches the app)."""
+    path = "/v1/images/generations"
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"host", b"x")],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    }  # fmt: skip
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()  # the client stays connected, silent
+
+    async def send(message):
+        pass
+
+    task = asyncio.create_task(app(scope, receive, send))
+    while worker.depth() == 0:
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_a_cancelled_request_is_dropped_as_under_ray_serve(pipe):
+    with serving(pipe) as (url, worker), concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pipe.hold()
+        blocker = pool.submit(client(url).images.generate, prompt="first")
+        assert pipe.entered.wait(30)
+        asyncio.run(
+            asyncio.wait_for(
+                _post_then_cancel(create_app(worker, MODEL_ID), worker, b'{"prompt": "gone"}'), 30
+            )
+        )
+        assert worker.depth() == 0  # it left the queue at once
+        pipe.gate.set()
+        blocker.result(60)
+        assert ["gone"] not in pipe.calls
         assert _metrics(url)[("lens_requests_total", (("status", "499"),))] == 1

@@ -1,9 +1,10 @@
 """Lens: an open, end-to-end implementation of Microsoft's Lens text-to-image recipe.
 
 Public names are imported lazily so that `import lens` (and the CLI) stay fast; touching
-`lens.LensPipeline` or `lens.LensTransformer2DModel` imports torch/diffusers. `import lens` alone
-already lets `DiffusionPipeline.from_pretrained` resolve the released `model_index.json` names:
-`lens.registration` gives diffusers a lazy hook for them without importing it.
+`lens.LensPipeline` (or `LensImg2ImgPipeline`, `LensInpaintPipeline`) or `lens.LensTransformer2DModel`
+imports torch/diffusers. `import lens` alone already lets `DiffusionPipeline.from_pretrained` resolve
+the released `model_index.json` names: `lens.registration` gives diffusers a lazy hook for them
+without importing it.
 """
 
 from __future__ import annotations
@@ -18,14 +19,25 @@ __version__ = "0.1.0"
 _LAZY = {
     "LensTransformer2DModel": "lens.model.transformer",
     "LensPipeline": "lens.pipeline",
+    "LensImg2ImgPipeline": "lens.img2img",
+    "LensInpaintPipeline": "lens.inpaint",
     "LensGptOssEncoder": "lens.text.encoder",
     "LensError": "lens.errors",
 }
 
-__all__ = ["LensError", "LensGptOssEncoder", "LensPipeline", "LensTransformer2DModel"]
+__all__ = [
+    "LensError",
+    "LensGptOssEncoder",
+    "LensImg2ImgPipeline",
+    "LensInpaintPipeline",
+    "LensPipeline",
+    "LensTransformer2DModel",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from lens.errors import LensError
+    from lens.img2img import LensImg2ImgPipeline
+    from lens.inpaint import LensInpaintPipeline
     from lens.model.transformer import LensTransformer2DModel
     from lens.pipeline import LensPipeline
     from lens.text.encoder import LensGptOssEncoder

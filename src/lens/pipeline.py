@@ -7,7 +7,9 @@ conventions: `encode_prompt` / `prompt_embeds`, step callbacks with `num_timeste
 `unload_lora_weights`; `lens.lora`). Importing this module registers the Lens classes
 under diffusers'/transformers' names, which is what lets a released `model_index.json` resolve
 (`import lens` arranges that lazily, see `lens.registration`). Input checks live in
-`lens.pipeline_inputs`.
+`lens.pipeline_inputs`, the denoising loop with its callbacks in `lens.pipeline_loop`; image-to-image
+and inpainting (`lens.img2img`, `lens.inpaint`) are subclasses built from the same pieces
+(`_begin`, `_conditions`, `denoise`, `_finish`) and share the components through `from_pipe`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import diffusers
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import AutoencoderKLFlux2, DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
@@ -29,16 +31,11 @@ from lens.errors import LensError
 from lens.latents import LatentCodec, from_tokens
 from lens.lora import LensLoraLoaderMixin
 from lens.model.transformer import LensTransformer2DModel
-from lens.pipeline_inputs import (
-    CALLBACK_TENSOR_INPUTS,
-    check_callback_inputs,
-    check_steps,
-    check_text_inputs,
-    resolve_size,
-)
+from lens.pipeline_inputs import CALLBACK_TENSOR_INPUTS, CallInputs, check_call, resolve_size
+from lens.pipeline_loop import denoise
 from lens.reasoner.core import rewrite_for_pipeline
 from lens.resolution import MAX_AREA, PATCH_PIXELS
-from lens.sampling.euler import Conditions, denoiser_velocity, euler_sample
+from lens.sampling.euler import Conditions
 from lens.sampling.schedule import scheduler_sigmas
 from lens.text.encoder import encode_prompts
 
@@ -79,8 +76,8 @@ class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
 
     def __init__(
         self,
-        scheduler,
-        vae,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        vae: AutoencoderKLFlux2,
         text_encoder,
         tokenizer,
         transformer: LensTransformer2DModel,
@@ -115,6 +112,17 @@ class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
         }
         if released:
             self.register_to_config(**released)
+
+    @classmethod
+    def from_pipe(cls, pipeline, **kwargs):
+        """diffusers' `from_pipe`: this class over the very same modules, no copy (e.g.
+        `LensImg2ImgPipeline.from_pipe(pipe)`). The modules keep their dtype unless `dtype` is passed
+        (diffusers would cast them, and so the source pipeline's, to float32)."""
+        if kwargs.get("dtype") is None and kwargs.get("torch_dtype") is None:
+            kwargs["dtype"] = pipeline.dtype
+        new = super().from_pipe(pipeline, **kwargs)
+        new.set_progress_bar_config(**getattr(pipeline, "_progress_bar_config", {}))
+        return new
 
     # ------------------------------------------------------------------ state during a call
     # diffusers' conventions: callbacks such as SDCFGCutoffCallback read num_timesteps and set
@@ -271,50 +279,21 @@ class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
                 prompt_embeds, negative_prompt_embeds, noise_pred).
         """
         # 0. every check before any model runs
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        tensor_inputs = check_callback_inputs(callback_on_step_end_tensor_inputs)
-        prompts, negatives, rows = check_text_inputs(
-            prompt,
-            negative_prompt,
-            prompt_embeds,
-            prompt_mask,
-            negative_prompt_embeds,
-            negative_prompt_mask,
-            embeds_shape=(
-                len(self.transformer.config.selected_layer_index),
-                self.transformer.config.enc_hidden_dim,
-            ),
-        )
+        call = self._begin(
+            prompt, negative_prompt, (prompt_embeds, prompt_mask, negative_prompt_embeds, negative_prompt_mask),
+            num_inference_steps, guidance_scale, num_images_per_prompt, output_type,
+            callback_on_step_end, callback_on_step_end_tensor_inputs, max_sequence_length,
+        )  # fmt: skip
         default_size = (self.config.default_height, self.config.default_width)
         height, width = resolve_size(height, width, aspect_ratio, resolution, max_area, default_size)
-        steps = self.config.default_steps if num_inference_steps is None else num_inference_steps
-        check_steps(steps, num_images_per_prompt, output_type)
-        self._guidance_scale = (
-            self.config.default_guidance_scale if guidance_scale is None else guidance_scale
-        )
-        self._interrupt, self._current_timestep = False, None
         device = self._execution_device
-        n = num_images_per_prompt
 
-        # 1. text features (after the reasoner, if enabled); negatives are encoded only when CFG uses them
-        prompts = rewrite_for_pipeline(self, prompts)
-        prompt_embeds, prompt_mask = self.encode_prompt(
-            prompts, device, n, prompt_embeds, prompt_mask, max_sequence_length
-        )
-        negative_prompt_embeds, negative_prompt_mask = self._unconditional(
-            negatives if self.do_classifier_free_guidance else None,
-            negative_prompt_embeds,
-            negative_prompt_mask,
-            prompt_embeds,
-            device,
-            n,
-            max_sequence_length,
-        )
+        # 1. text features (after the reasoner, if enabled)
+        text = self._conditions(call)
 
         # 2. noise in token space: (B, h*w, 128)
-        h, w = height // PATCH_PIXELS, width // PATCH_PIXELS
-        shape = (rows * n, h * w, self.transformer.config.in_channels)
+        grid = (height // PATCH_PIXELS, width // PATCH_PIXELS)
+        shape = (call.batch, grid[0] * grid[1], self.transformer.config.in_channels)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         elif tuple(latents.shape) != shape:
@@ -322,44 +301,52 @@ class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
         latents = latents.to(device=device, dtype=torch.float32)
 
         # 3. Euler steps on the shifted schedule (the loop the trainer's previews use too)
-        scheduler_sigmas(self.scheduler, steps, h * w, device=device)
-        self._num_timesteps = len(self.scheduler.timesteps)
-        text = Conditions(prompt_embeds, prompt_mask, negative_prompt_embeds, negative_prompt_mask)
-
-        def velocity(x: Tensor, embeds: Tensor, mask: Tensor | None, t: Tensor) -> Tensor:
-            self._current_timestep = t
-            return denoiser_velocity(self.transformer, x, embeds, mask, t, (h, w), self.transformer.dtype)
-
-        with self.progress_bar(total=self._num_timesteps) as progress:
-
-            def after_step(i: int, t: Tensor, latents: Tensor, noise_pred: Tensor) -> Tensor:
-                if callback_on_step_end is not None:
-                    named = {
-                        "latents": latents,
-                        "prompt_embeds": text.embeds,
-                        "negative_prompt_embeds": text.null_embeds,
-                        "noise_pred": noise_pred,
-                    }
-                    out = callback_on_step_end(self, i, t, {k: named[k] for k in tensor_inputs}) or {}
-                    latents = out.pop("latents", latents)
-                    text.embeds = out.pop("prompt_embeds", text.embeds)
-                    text.null_embeds = out.pop("negative_prompt_embeds", text.null_embeds)
-                progress.update()
-                return latents
-
-            latents = euler_sample(
-                velocity,
-                latents,
-                self.scheduler,
-                text,
-                lambda: self.guidance_scale,
-                after_step,
-                lambda: self.interrupt,
-            )
-        self._current_timestep = None
+        scheduler_sigmas(self.scheduler, call.steps, grid[0] * grid[1], device=device)
+        latents = denoise(self, latents, grid, text, call)
 
         # 4. decode
-        images = self._decode(from_tokens(latents, h, w), output_type)  # from (B, 128, h, w)
+        return self._finish(latents, grid, output_type, return_dict)
+
+    # ------------------------------------------------------------------ pieces every Lens pipeline shares
+    def _begin(
+        self, prompt, negative_prompt, embeds, steps, guidance_scale, n, output_type, callback,
+        tensor_inputs, max_sequence_length,
+    ) -> CallInputs:  # fmt: skip
+        """Every check of the text, steps, batch and callback (`check_call`); resets the call state."""
+        call = check_call(
+            prompt, negative_prompt, embeds, steps, n, output_type, callback, tensor_inputs,
+            max_sequence_length,
+            embeds_shape=(
+                len(self.transformer.config.selected_layer_index),
+                self.transformer.config.enc_hidden_dim,
+            ),
+            default_steps=self.config.default_steps,
+        )  # fmt: skip
+        self._guidance_scale = (
+            self.config.default_guidance_scale if guidance_scale is None else guidance_scale
+        )
+        self._interrupt, self._current_timestep = False, None
+        return call
+
+    def _conditions(self, call: CallInputs) -> Conditions:
+        """Both branches' text; negatives are encoded only when CFG uses them."""
+        device, n, length = self._execution_device, call.n, call.max_sequence_length
+        prompts = rewrite_for_pipeline(self, call.prompts)
+        embeds, mask = self.encode_prompt(prompts, device, n, call.prompt_embeds, call.prompt_mask, length)
+        null, null_mask = self._unconditional(
+            call.negatives if self.do_classifier_free_guidance else None,
+            call.negative_prompt_embeds,
+            call.negative_prompt_mask,
+            embeds,
+            device,
+            n,
+            length,
+        )
+        return Conditions(embeds, mask, null, null_mask)
+
+    def _finish(self, latents: Tensor, grid: tuple[int, int], output_type: str, return_dict: bool):
+        """Final (B, h*w, 128) latents -> the output, then the offload hooks are freed."""
+        images = self._decode(from_tokens(latents, *grid), output_type)  # from (B, 128, h, w)
         self.maybe_free_model_hooks()
         return LensPipelineOutput(images=images) if return_dict else (images,)
 

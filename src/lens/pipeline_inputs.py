@@ -1,9 +1,14 @@
 """What `LensPipeline.__call__` accepts, checked before any model runs: prompts or precomputed
 embeddings, negatives, sizes and step-callback tensors. Every failure is a LensError that says how
-to fix the call."""
+to fix the call. `check_call` gathers what every Lens pipeline (text-to-image, image-to-image,
+inpainting) shares into one `CallInputs`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from torch import Tensor
 
 from lens.errors import LensError
@@ -120,3 +125,55 @@ def resolve_size(
     height = default[0] if height is None else height
     width = default[1] if width is None else width
     return validate_size(height, width, max_area=max_area)
+
+
+@dataclass
+class CallInputs:
+    """The checked inputs that every Lens pipeline call shares: text, steps, batch and callback."""
+
+    prompts: list[str] | None  # None when prompt_embeds are given
+    negatives: list[str] | None
+    prompt_embeds: Tensor | None
+    prompt_mask: Tensor | None
+    negative_prompt_embeds: Tensor | None
+    negative_prompt_mask: Tensor | None
+    rows: int  # prompts, or rows of prompt_embeds
+    n: int  # images per prompt
+    steps: int
+    output_type: str
+    callback: Callable | None
+    tensor_inputs: list[str]
+    max_sequence_length: int
+
+    @property
+    def batch(self) -> int:
+        return self.rows * self.n
+
+
+def check_call(
+    prompt,
+    negative_prompt,
+    embeds: tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None],
+    steps,
+    num_images_per_prompt,
+    output_type,
+    callback,
+    tensor_inputs,
+    max_sequence_length: int,
+    *,
+    embeds_shape: tuple[int, int],
+    default_steps: int,
+) -> CallInputs:
+    """Every shared check, in order: callback tensors, text (prompt or the four embedding tensors
+    `embeds`, of (L, D) = embeds_shape), steps (None: `default_steps`), batch and output type."""
+    if isinstance(callback, (PipelineCallback, MultiPipelineCallbacks)):
+        tensor_inputs = callback.tensor_inputs
+    names = check_callback_inputs(tensor_inputs)
+    prompts, negatives, rows = check_text_inputs(prompt, negative_prompt, *embeds, embeds_shape=embeds_shape)
+    steps = default_steps if steps is None else steps
+    check_steps(steps, num_images_per_prompt, output_type)
+    return CallInputs(
+        prompts, negatives, *embeds, rows=rows, n=num_images_per_prompt, steps=steps,
+        output_type=output_type, callback=callback, tensor_inputs=names,
+        max_sequence_length=max_sequence_length,
+    )  # fmt: skip

@@ -22,6 +22,8 @@ import sys
 DIFFUSERS_NAMES = {
     "LensPipeline": "lens.pipeline",
     "LensTransformer2DModel": "lens.pipeline",
+    "LensImg2ImgPipeline": "lens.img2img",
+    "LensInpaintPipeline": "lens.inpaint",
 }
 
 

@@ -45,3 +45,12 @@ def tiny_random_pipeline(seed: int = 0, height: int = 64, width: int = 64, **den
         default_steps=4,
         default_guidance_scale=3.0,
     )
+
+
+def randomise_lora_b(transformer, seed: int = 1, std: float = 0.05) -> None:
+    """Give a fresh LoRA adapter a visible effect: its B matrices start at zero (a no-op)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in transformer.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * std)

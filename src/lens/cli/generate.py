@@ -1,4 +1,4 @@
-"""`lens generate`: prompt in, PNGs out."""
+"""`lens generate`: prompt in, PNGs out; with --image [--mask], image-to-image or inpainting."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def register(sub) -> None:
     p.add_argument("--width", type=int)
     p.add_argument(
         "--resolution", type=int, default=1024, choices=(1024, 1440), help="preset base for --aspect"
+    )
+    p.add_argument("--image", help="start from this image (image-to-image; its size unless --height/--width)")
+    p.add_argument("--mask", help="with --image: repaint only the white part of this mask (inpainting)")
+    p.add_argument(
+        "--strength",
+        type=float,
+        help="with --image: how much is redrawn, 0 < S <= 1 (default 0.6; 1.0 with --mask)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=int, default=1, help="images to generate")
@@ -62,6 +69,51 @@ def nano_rewrite(prompt: str, seed: int) -> str:
         raise LensError(f"{err}; or pass --reasoner none to give the model the prompt as it is") from None
 
 
+def edit_inputs(args: argparse.Namespace) -> dict:
+    """image / mask_image / strength for the image-to-image or inpainting pipeline ({} without
+    --image), every file and size checked before the model loads."""
+    if args.image is None:
+        for flag in ("--mask", "--strength"):
+            if getattr(args, flag[2:]) is not None:
+                raise LensError(f"{flag} needs --image (the picture to start from)")
+        return {}
+    if args.aspect:
+        raise LensError(
+            "--aspect does not go with --image: the image gives the size (--height/--width resize it)"
+        )
+    if (args.height is None) != (args.width is None):
+        raise LensError(
+            "with --image pass both --height and --width (the image is resized to them), or neither"
+        )
+    from lens import image_inputs as check
+    from lens.resolution import MAX_AREA, validate_size
+
+    image = check.open_image(args.image, "--image")
+    mask = None if args.mask is None else check.open_image(args.mask, "--mask")
+    if mask is not None:
+        check.check_mask_size(image, mask, "pass a --mask of the image's size")
+    if args.height is None:
+        fix = "or pass --height and --width to resize it"
+        check.check_image_size(image.height, image.width, MAX_AREA, fix, what=f"--image {args.image}")
+    else:
+        validate_size(args.height, args.width)
+    strength = args.strength
+    if strength is None:
+        strength = check.IMG2IMG_STRENGTH if mask is None else check.INPAINT_STRENGTH
+    inputs = dict(image=image.convert("RGB"), strength=check.check_strength(strength, "--strength"))
+    return inputs if mask is None else inputs | dict(mask_image=mask)
+
+
+def edit_pipeline(pipe, inputs: dict):
+    """The image-to-image or inpainting pipeline over `pipe`'s very modules (`pipe` without --image)."""
+    if not inputs:
+        return pipe
+    from lens.img2img import LensImg2ImgPipeline
+    from lens.inpaint import LensInpaintPipeline
+
+    return (LensInpaintPipeline if "mask_image" in inputs else LensImg2ImgPipeline).from_pipe(pipe)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.width is not None and args.height is None:
         raise LensError("--width needs --height")
@@ -72,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     check_guidance("--cfg", args.cfg)
     out = check_output_folder("--out", args.out)
     reasoner = reasoner_from_args(args)  # api / local: checked now, run by the pipeline
+    edit = edit_inputs(args)
     text = nano_rewrite(args.prompt, args.seed) if _use_nano_reasoner(args) else args.prompt
     if text != args.prompt:
         print(f"caption (nano reasoner): {text}")
@@ -86,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.model, device=device, cpu_offload=args.cpu_offload)
     if lora is not None:
         use_lora(pipe, lora, args.lora_scale)
+    pipe = edit_pipeline(pipe, edit)
     if reasoner is not None:
         pipe.enable_reasoner(reasoner)
     size = (
@@ -102,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         num_images_per_prompt=args.n,
         generator=generator,
         **size,
+        **edit,
     ).images
     if reasoner is not None and pipe.rewritten_prompts[0] != text:
         text = pipe.rewritten_prompts[0]
@@ -114,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
     info.add_text(
         "lens", f"model={args.model or 'bundled'} seed={args.seed} steps={args.steps} cfg={args.cfg}"
     )
+    if edit:  # what it was drawn from
+        for key, value in (("image", args.image), ("mask", args.mask), ("strength", edit["strength"])):
+            if value is not None:
+                info.add_text(key, str(value))
     for k, image in enumerate(images):
         path = out / f"{_slug(args.prompt)}-s{args.seed}-{k}.png"
         image.save(path, pnginfo=info)

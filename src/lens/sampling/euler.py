@@ -68,15 +68,18 @@ def euler_sample(
     guidance_scale: float | Callable[[], float],
     after_step: Callable[[int, Tensor, Tensor, Tensor], Tensor] | None = None,
     interrupted: Callable[[], bool] | None = None,
+    timesteps: Tensor | None = None,
 ) -> Tensor:
     """Run the Euler steps of `scheduler` (already set, see `lens.sampling.schedule.scheduler_sigmas`).
 
     latents: (B, N, C) float32 noise. guidance_scale: a number, or a function read at every step (a
     callback may switch CFG off part-way); <= 1 runs no unconditional pass. after_step(i, t, latents,
     noise_pred) -> latents runs after each step (callbacks, progress). interrupted() -> True skips the
-    remaining steps. Returns the final (B, N, C) latents.
+    remaining steps. timesteps: the steps to run, default all of `scheduler.timesteps`; image-to-image
+    passes their tail, after `scheduler.set_begin_index` (i counts from 0 within them). Returns the
+    final (B, N, C) latents.
     """
-    for i, t in enumerate(scheduler.timesteps):
+    for i, t in enumerate(scheduler.timesteps if timesteps is None else timesteps):
         if interrupted is not None and interrupted():
             continue
         scale = guidance_scale() if callable(guidance_scale) else guidance_scale

@@ -7,6 +7,9 @@
 - `metrics.py`: counters and the Prometheus text of `/metrics`.
 - `api.py`: the FastAPI app (routes, auth, streaming); `page.py`: the web page at `/`.
 - `server.py`: uvicorn on a socket we bind ourselves (so port 0 works and the URL is known).
+- `launch.py`: `ServeConfig`, which builds the worker and the app, in this process or in each replica of a
+  Ray Serve deployment (`lens serve --ray`).
 
-Nothing here is imported by `import lens`; fastapi and uvicorn come with the `serve` extra.
+Nothing here is imported by `import lens`; fastapi and uvicorn come with the `serve` extra, Ray Serve
+with the `ray` extra (imported only by `--ray`).
 """

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 
 from lens.errors import LensError
 from lens.resolution import RATIOS, preset
+from lens.serve.edits import parse_edit, read_form
 from lens.serve.errors import ApiError, error_body
 from lens.serve.images import UrlStore, png_bytes
 from lens.serve.page import index_html
@@ -37,7 +38,9 @@ def create_app(
     urls: UrlStore | None = None,
 ) -> FastAPI:
     """The app over a started (or starting) worker. `api_key` (read by the caller from the environment
-    variable `api_key_env`) guards the /v1 routes; `reasoner` is f(prompt, seed) -> caption or None."""
+    variable `api_key_env`) guards the /v1 routes; `reasoner` is f(prompt, seed) -> caption or None.
+    `urls` is any store with put(png) -> token and get(token) -> png or None (called off the event
+    loop: under Ray Serve it is a deployment that all replicas share)."""
     app = FastAPI(title="Lens", docs_url=None, redoc_url=None, openapi_url=None)
     urls = UrlStore() if urls is None else urls  # (an empty store is falsy)
     metrics = worker.metrics
@@ -109,14 +112,14 @@ def create_app(
     @app.get("/v1/models")
     async def models(request: Request):
         authorize(request)
-        return {
-            "object": "list",
-            "data": [{"id": model_id, "object": "model", "created": created, "owned_by": "lens"}],
-        }
+        served = {"id": model_id, "object": "model", "created": created, "owned_by": "lens"}
+        # the LoRA adapters as vLLM lists them: models whose parent is the served one
+        adapters = [served | {"id": name, "parent": model_id} for name in sorted(worker.loras)]
+        return {"object": "list", "data": [served, *adapters]}
 
     @app.get("/v1/images/files/{name}")
     async def image_file(name: str):
-        data = urls.get(name.removesuffix(".png"))
+        data = await asyncio.to_thread(urls.get, name.removesuffix(".png"))
         if data is None:
             raise ApiError(
                 404, "this image URL has expired or never existed; generate it again", code="expired"
@@ -125,13 +128,37 @@ def create_app(
 
     @app.post("/v1/images/generations")
     async def generations(request: Request):
+        async def parse() -> GenerationRequest:
+            body = await _json(request)
+            return parse_generation(
+                body, served_model=model_id, defaults=worker.defaults(), reasoner=reasoner, loras=worker.loras
+            )
+
+        return await _answer(request, parse)
+
+    @app.post("/v1/images/edits")
+    async def edits(request: Request):
+        async def parse() -> GenerationRequest:
+            fields, files = await read_form(request)
+            return await asyncio.to_thread(  # decodes the images off the event loop
+                parse_edit,
+                fields,
+                files,
+                served_model=model_id,
+                defaults=worker.defaults(),
+                reasoner=reasoner,
+                loras=worker.loras,
+            )
+
+        return await _answer(request, parse)
+
+    async def _answer(request: Request, parse):
+        """Parse (after auth and readiness), queue, wait, answer: OpenAI's response, or its stream."""
         start = time.monotonic()
         try:
             authorize(request)
             ready()
-            req = parse_generation(
-                await _json(request), served_model=model_id, defaults=worker.defaults(), reasoner=reasoner
-            )
+            req = await parse()
             if req.stream:
                 return _stream(request, req, start)
             job = _submit(Job(req))
@@ -139,8 +166,7 @@ def create_app(
             if images is None:
                 metrics.request(GONE)
                 return Response(status_code=GONE)
-            data = await asyncio.to_thread(_encode_all, req, images)
-            items = [_item(req, png, k, request) for k, png in enumerate(data)]
+            items = await asyncio.to_thread(_items, req, images, str(request.base_url))
         except ApiError as err:
             metrics.request(err.status)
             raise
@@ -168,6 +194,9 @@ def create_app(
             ready()
             raise
 
+    def _items(req: GenerationRequest, images, base_url: str) -> list[dict]:
+        return [_item(req, png, base_url) for png in _encode_all(req, images)]
+
     def _encode_all(req: GenerationRequest, images) -> list[bytes]:
         return [png_bytes(image, _params(req, k)) for k, image in enumerate(images)]
 
@@ -183,19 +212,25 @@ def create_app(
             "size": f"{req.width}x{req.height}",
             "model": model_id,
         }
+        if req.lora is not None:
+            params |= {"lora": req.lora, "lora_scale": req.lora_scale}
+        if req.image is not None:  # an edit: which pipeline, how strongly
+            params |= {"edit": req.kind, "strength": req.strength}
         return params
 
-    def _item(req: GenerationRequest, png: bytes, k: int, request: Request) -> dict:
+    def _item(req: GenerationRequest, png: bytes, base_url: str) -> dict:
         item = {"revised_prompt": req.text if req.text != req.prompt else None}
         if req.response_format == "url":
-            item["url"] = f"{str(request.base_url).rstrip('/')}/v1/images/files/{urls.put(png)}.png"
+            item["url"] = f"{base_url.rstrip('/')}/v1/images/files/{urls.put(png)}.png"
         else:
             item["b64_json"] = base64.b64encode(png).decode()
         return item
 
     def _stream(request: Request, req: GenerationRequest, start: float) -> StreamingResponse:
         """Server-sent events: `image_generation.progress` (step i of N) while it runs, then one
-        `image_generation.completed` per image (OpenAI's event name and fields, plus seed and index)."""
+        `image_generation.completed` per image (OpenAI's event name and fields, plus seed and index);
+        `image_edit.*` for edits, as OpenAI names those."""
+        kind = "image_generation" if req.image is None else "image_edit"
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
         job = Job(req, progress=lambda i, n: loop.call_soon_threadsafe(events.put_nowait, (i, n)))
@@ -206,13 +241,13 @@ def create_app(
             finished = False
             try:
                 yield _sse(
-                    "image_generation.queued",
-                    {"type": "image_generation.queued", "queue_depth": worker.depth()},
+                    f"{kind}.queued",
+                    {"type": f"{kind}.queued", "queue_depth": worker.depth()},
                 )
                 while (event := await events.get()) is not None:
                     yield _sse(
-                        "image_generation.progress",
-                        {"type": "image_generation.progress", "step": event[0], "steps": event[1]},
+                        f"{kind}.progress",
+                        {"type": f"{kind}.progress", "step": event[0], "steps": event[1]},
                     )
                 try:
                     images = job.future.result()
@@ -227,9 +262,9 @@ def create_app(
                     return
                 for k, png in enumerate(data):
                     yield _sse(
-                        "image_generation.completed",
+                        f"{kind}.completed",
                         {
-                            "type": "image_generation.completed",
+                            "type": f"{kind}.completed",
                             "b64_json": base64.b64encode(png).decode(),
                             "created_at": int(time.time()),
                             "size": f"{req.width}x{req.height}",
@@ -262,7 +297,12 @@ def create_app(
         """The job's images, or None once the client has disconnected (the job is then dropped)."""
         future = asyncio.wrap_future(job.future)
         while True:
-            done, _ = await asyncio.wait({future}, timeout=0.25)
+            try:
+                done, _ = await asyncio.wait({future}, timeout=0.25)
+            except asyncio.CancelledError:  # how Ray Serve tells a replica that the client went away
+                worker.cancel(job)
+                metrics.request(GONE)
+                raise
             if done:
                 try:
                     return future.result()

@@ -2,15 +2,18 @@
 
 OpenAI's fields (prompt, model, n, size "WxH" or "auto", response_format, user, ...) plus the
 extensions other open servers of this API use under the same names (vLLM-Omni: negative_prompt, seed,
-num_inference_steps, guidance_scale) and ours (aspect_ratio, resolution, reasoner, stream). Checks are
-by hand rather than pydantic so that every 400 carries one line that says how to fix the request, the
-same words as `lens generate` (the size, step and guidance messages come from the same functions).
+num_inference_steps, guidance_scale) and ours (aspect_ratio, resolution, reasoner, stream, lora,
+lora_scale). Checks are by hand rather than pydantic so that every 400 carries one line that says how
+to fix the request, the same words as `lens generate` (the size, step and guidance messages come from
+the same functions). A `lora` names one of the adapters the server was started with, never a path.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from lens.cli.options import check_guidance
@@ -39,6 +42,8 @@ KNOWN = IGNORED | {
     "resolution",
     "reasoner",
     "stream",
+    "lora",
+    "lora_scale",
 }
 _SIZE = re.compile(r"^(\d+)x(\d+)$")
 
@@ -66,10 +71,26 @@ class GenerationRequest:
     seed: int  # image k of the request uses seed + k, so each PNG says how to make it alone
     response_format: str
     stream: bool
+    # POST /v1/images/edits (lens.serve.edits): the init image (PIL RGB), the mask (PIL "L", white =
+    # repaint; None redraws the whole image) and the strength
+    image: object = None
+    mask: object = None
+    strength: float | None = None
+    # the LoRA adapter (one the server was started with, by name) and its scale; None: the base model
+    lora: str | None = None
+    lora_scale: float | None = None
+
+    @property
+    def kind(self) -> str:
+        """Which pipeline runs it: "generation", "img2img" or "inpaint"."""
+        if self.image is None:
+            return "generation"
+        return "img2img" if self.mask is None else "inpaint"
 
     def batch_key(self) -> tuple:
-        """Requests with the same key run in one pipeline call (negatives and seeds are per row)."""
-        return (self.height, self.width, self.steps, self.guidance)
+        """Requests with the same key run in one pipeline call (negatives, seeds, images are per row)."""
+        size = (self.height, self.width)
+        return (*size, self.steps, self.guidance, self.kind, self.strength, self.lora, self.lora_scale)
 
 
 def _bad(message: str, param: str | None) -> ApiError:
@@ -92,6 +113,30 @@ def _str(body: dict, name: str, default: str | None = None) -> str | None:
     if value is not None and not isinstance(value, str):
         raise _bad(f"{name} must be a string, got {type(value).__name__}", name)
     return value
+
+
+def _lora(body: dict, loras: Collection[str], named_by_model: str | None) -> tuple[str | None, float | None]:
+    """(adapter, scale) from lora (or a model naming an adapter, as vLLM selects them) and lora_scale.
+    Only the server's own adapters can be named: a client never passes a path."""
+    name = _str(body, "lora")
+    if named_by_model is not None:
+        if name not in (None, named_by_model):
+            raise _bad(f"model names the adapter {named_by_model!r} but lora is {name!r}; send one", "lora")
+        name = named_by_model
+    scale = body.get("lora_scale")
+    if name is None:
+        if scale is not None:
+            raise _bad("lora_scale needs lora: name one of the server's LoRA adapters", "lora_scale")
+        return None, None
+    if name not in loras:
+        have = f"this server has {', '.join(sorted(loras))}" if loras else "this server has none"
+        raise _bad(f"unknown LoRA adapter {name!r}; {have} (GET /v1/models lists them)", "lora")
+    if scale is None:
+        return name, 1.0
+    if not isinstance(scale, int | float) or isinstance(scale, bool) or not math.isfinite(scale):
+        what = "1 = full strength, 0 = the base model"
+        raise _bad(f"lora_scale must be a finite number ({what}), got {scale!r}", "lora_scale")
+    return name, float(scale)
 
 
 def _size(body: dict, defaults: Defaults, max_area: int) -> tuple[int, int]:
@@ -124,12 +169,13 @@ def parse_generation(
     served_model: str,
     defaults: Defaults,
     reasoner=None,
+    loras: Collection[str] = (),
     max_area: int = MAX_AREA,
 ) -> GenerationRequest:
     """Validate a request body; an ApiError (400, or 404 for another model) names the bad field.
 
     `reasoner`, when the server has one, is f(prompt, seed) -> caption; a request may turn it off
-    with "reasoner": false.
+    with "reasoner": false. `loras` are the names of the server's LoRA adapters.
     """
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object", None)
@@ -142,7 +188,7 @@ def parse_generation(
     if not prompt.strip():
         raise _bad("the prompt is empty; describe the image to generate", "prompt")
     model = _str(body, "model")
-    if model is not None and model != served_model:
+    if model is not None and model != served_model and model not in loras:
         raise ApiError(
             404,
             f"the model {model!r} is not served here; this server serves {served_model!r} (or omit model)",
@@ -156,6 +202,7 @@ def parse_generation(
         raise _bad(
             f"output_format must be png (Lens writes PNG), got {body['output_format']!r}", "output_format"
         )
+    lora, lora_scale = _lora(body, loras, model if model in loras else None)
     n = _int(body, "n", 1, 1, MAX_N, "images to generate")
     height, width = _size(body, defaults, max_area)
     steps = _int(body, "num_inference_steps", None, 1, MAX_STEPS, "Euler steps")
@@ -201,4 +248,6 @@ def parse_generation(
         seed=seed,
         response_format=fmt,
         stream=stream,
+        lora=lora,
+        lora_scale=lora_scale,
     )

@@ -8,6 +8,8 @@ import threading
 
 import uvicorn
 
+from lens.errors import LensError
+
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -17,6 +19,16 @@ def bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """`bind`, or a LensError that says what to change."""
+    try:
+        return bind(host, port)
+    except OSError as err:
+        raise LensError(
+            f"cannot listen on {host}:{port} ({err.strerror or err}); pick another --port"
+        ) from None
 
 
 def url_of(sock: socket.socket) -> str:

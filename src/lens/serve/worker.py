@@ -1,11 +1,14 @@
 """One model, many requests: a bounded queue and the single thread that owns the pipeline.
 
 The pipeline is not thread-safe and a GPU runs one call at a time well, so exactly one thread ever
-touches it. Requests that can share a call (same size, steps and guidance; prompts, negatives and
-seeds are per row) are batched up to `max_batch` images. A request whose client went away is dropped
-before it runs (its future is cancelled); a call that raises fails only its own requests: a failed
-batch is re-run one request at a time, so one bad request cannot fail its neighbours, and the thread
-goes on to the next.
+touches it. Requests that can share a call (same size, steps and guidance, and for edits the same
+pipeline and strength, and the same LoRA adapter and scale; prompts, negatives, seeds and images are
+per row) are batched up to `max_batch` images. Edits run on image-to-image / inpainting pipelines made
+from the served one with `from_pipe`, sharing its modules. The server's LoRA adapters are loaded once,
+after the pipeline, as peft adapters on its denoiser, and each call switches to its batch's adapter
+(or turns them all off). A request whose client went away is dropped before it runs (its future is
+cancelled); a call that raises fails only its own requests: a failed batch is re-run one request at a
+time, so one bad request cannot fail its neighbours, and the thread goes on to the next.
 """
 
 from __future__ import annotations
@@ -46,10 +49,21 @@ class Job:
 
 
 class Worker:
-    def __init__(self, load: Callable[[], object], metrics: Metrics, max_queue: int = 16, max_batch: int = 4):
+    def __init__(
+        self,
+        load: Callable[[], object],
+        metrics: Metrics,
+        max_queue: int = 16,
+        max_batch: int = 4,
+        loras: dict[str, str] | None = None,
+    ):
+        """`loras`: {adapter name: its file} (checked by the caller), loaded once after the pipeline."""
         self._load, self.metrics = load, metrics
         self.max_queue, self.max_batch = max_queue, max_batch
+        self.loras = dict(loras or {})
+        self._adapter: tuple[str | None, float | None] = (None, None)  # what the denoiser runs now
         self.pipe = None
+        self._editors: dict[str, object] = {}  # "img2img" / "inpaint" pipelines sharing pipe's modules
         self.state = "loading"  # -> "ready" | "failed"
         self.error: str | None = None
         self.loaded = threading.Event()  # set when state leaves "loading"
@@ -112,9 +126,11 @@ class Worker:
     def _main(self) -> None:
         try:
             self.pipe = self._load()
+            self._load_loras()
             self.state = "ready"
-        except Exception as err:  # a bad --model is reported, not a dead thread
-            self.state, self.error = "failed", f"could not load the model: {err}"
+        except Exception as err:  # a bad --model or --lora is reported, not a dead thread
+            what = "the model" if self.pipe is None else "a LoRA adapter"
+            self.state, self.error = "failed", f"could not load {what}: {err}"
             log.error(self.error)
         finally:
             self.loaded.set()
@@ -125,6 +141,24 @@ class Worker:
             start = time.monotonic()
             self._run(batch)
             self._batch_seconds = 0.7 * self._batch_seconds + 0.3 * (time.monotonic() - start)
+
+    def _load_loras(self) -> None:
+        for name, path in self.loras.items():
+            self.pipe.load_lora_weights(path, adapter_name=name)
+        if self.loras:
+            self.pipe.disable_lora()  # the base model until a request names an adapter
+
+    def _use_lora(self, name: str | None, scale: float | None) -> None:
+        """Switch the denoiser to adapter `name` at `scale` (None: all adapters off), if it isn't yet.
+        The editors share the denoiser module, so they switch with it."""
+        if (name, scale) == self._adapter:
+            return
+        if name is None:
+            self.pipe.disable_lora()
+        else:
+            self.pipe.enable_lora()  # set_adapters alone does not undo disable_lora
+            self.pipe.set_adapters([name], [scale])
+        self._adapter = (name, scale)
 
     def _take(self) -> list[Job] | None:
         """The oldest live job and every compatible one behind it, up to max_batch images."""
@@ -187,7 +221,7 @@ class Worker:
                 pipe._interrupt = True
             return {}
 
-        return self.pipe(
+        kwargs = dict(
             prompt=[job.request.text for job, _ in rows],
             negative_prompt=[job.request.negative_prompt for job, _ in rows],
             height=first.height,
@@ -196,4 +230,22 @@ class Worker:
             guidance_scale=first.guidance,
             generator=[torch.Generator("cpu").manual_seed(job.request.seed + k) for job, k in rows],
             callback_on_step_end=on_step,
-        ).images
+        )
+        self._use_lora(first.lora, first.lora_scale)
+        if first.kind == "generation":
+            return self.pipe(**kwargs).images
+        kwargs |= dict(image=[job.request.image for job, _ in rows], strength=first.strength)
+        if first.kind == "inpaint":
+            kwargs["mask_image"] = [job.request.mask for job, _ in rows]
+        return self._editor(first.kind)(**kwargs).images
+
+    def _editor(self, kind: str):
+        """The image-to-image or inpainting pipeline over the served pipeline's very modules (made
+        once, by diffusers' from_pipe: no second copy of any weight)."""
+        if kind not in self._editors:
+            from lens.img2img import LensImg2ImgPipeline
+            from lens.inpaint import LensInpaintPipeline
+
+            cls = LensInpaintPipeline if kind == "inpaint" else LensImg2ImgPipeline
+            self._editors[kind] = cls.from_pipe(self.pipe)
+        return self._editors[kind]
