@@ -20,6 +20,30 @@ def add_overrides(parser, what: str = "config field, e.g. --set optim.lr=1e-4") 
     )
 
 
+def add_run_options(parser, default_run_dir: str) -> None:
+    """`--run-dir`, `--resume` and `--print-config`: how `lens train` and `lens rl` start a run."""
+    parser.add_argument("--run-dir", help=f"run directory (default: {default_run_dir})")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the latest checkpoint in the run directory"
+    )
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def run_config(args, load, **fields):
+    """CONFIG and --set through `load`, then --run-dir and the `fields` given (those set); None
+    when --print-config has printed it instead."""
+    import json
+
+    cfg = load(args.config, args.overrides)
+    for name, value in {"run_dir": args.run_dir, **fields}.items():
+        if value:
+            setattr(cfg, name, value)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return None
+    return cfg
+
+
 CAPTION_STYLES = ("compact", "verbose")  # lens.world.captions.CAPTION_STYLES, not imported: --help stays fast
 
 

@@ -7,32 +7,24 @@ run's own config.json works). Launch several processes with torchrun, e.g.
 
 from __future__ import annotations
 
-from lens.cli.options import add_overrides
+from lens.cli.options import add_overrides, add_run_options, run_config
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train the denoiser (single process or torchrun + FSDP2)")
     p.add_argument("config", metavar="CONFIG", help="preset name or .json/.toml config file")
     add_overrides(p)
-    p.add_argument("--run-dir", help="run directory (default: runs/<preset>)")
-    p.add_argument(
-        "--resume", action="store_true", help="continue from the latest checkpoint in the run directory"
-    )
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_run_options(p, "runs/<preset>")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import json
     import os
 
     from lens.train.presets import load_config
 
-    cfg = load_config(args.config, args.overrides)
-    if args.run_dir:
-        cfg.run_dir = args.run_dir
-    if args.print_config:
-        print(json.dumps(cfg.to_dict(), indent=2))
+    cfg = run_config(args, load_config)
+    if cfg is None:
         return 0
     from lens.train.loop import train
 

@@ -9,7 +9,9 @@ sigmoid(mu + logit(sigma))):
   sigmoid(std * randn), with the mean rising from 1.0 at 256 image tokens to 1.3 at 4096.
 
 `make_scheduler` / `scheduler_sigmas` give the diffusers `FlowMatchEulerDiscreteScheduler` that the
-released checkpoints name, configured so it reproduces `inference_sigmas` exactly.
+released checkpoints name, configured so it reproduces `inference_sigmas` exactly. A distilled
+student's scheduler config names its own fixed steps instead of linspace (`with_fixed_sigmas`); they
+are shifted the same way, so the student runs at each resolution the sigmas it was trained at.
 """
 
 from __future__ import annotations
@@ -30,6 +32,17 @@ if TYPE_CHECKING:  # pragma: no cover
 _A1, _B1 = 8.73809524e-05, 1.89833333
 _A2, _B2 = 0.00016927, 0.45666666
 _LARGE_IMAGE_TOKENS = 4300
+# scheduler config key: a distilled student's unshifted sigmas (`lens distill`). The leading underscore
+# keeps diffusers from warning that the scheduler ignores it; it is saved and loaded with the config.
+FIXED_SIGMAS = "_lens_sigmas"
+
+
+def noised(x0: Tensor, noise: Tensor, sigma: Tensor | float) -> Tensor:
+    """The flow-matching point (1 - sigma) * x0 + sigma * noise of (B, N, C) tokens; `sigma` a float,
+    a 0-d tensor, or one level per sample (B,)."""
+    s = torch.as_tensor(sigma).to(x0)
+    s = s[:, None, None] if s.ndim == 1 else s
+    return (1 - s) * x0 + s * noise
 
 
 def _positive_int(value, name: str) -> int:
@@ -109,12 +122,23 @@ def scheduler_sigmas(
 ) -> Tensor:
     """Call `scheduler.set_timesteps` the Lens way and return `scheduler.sigmas` ((N + 1,) float32).
 
-    After this, `scheduler.timesteps` (N,) holds sigmas[:-1] * 1000, the values to pass to the
-    denoiser and to `scheduler.step`.
+    The unshifted sigmas are `base_sigmas(N)`, or the scheduler config's `FIXED_SIGMAS` when it holds
+    N of them (a distilled student's steps); either is shifted with `empirical_mu`. After this,
+    `scheduler.timesteps` (N,) holds sigmas[:-1] * 1000, the values to pass to the denoiser and to
+    `scheduler.step`.
     """
     mu = empirical_mu(image_tokens, num_steps)
-    scheduler.set_timesteps(sigmas=base_sigmas(num_steps).numpy(), mu=mu, device=device)
+    fixed = scheduler.config.get(FIXED_SIGMAS)
+    base = base_sigmas(num_steps) if not fixed or len(fixed) != num_steps else torch.tensor(fixed)
+    scheduler.set_timesteps(sigmas=base.float().numpy(), mu=mu, device=device)
     return scheduler.sigmas
+
+
+def with_fixed_sigmas(scheduler: FlowMatchEulerDiscreteScheduler, sigmas) -> FlowMatchEulerDiscreteScheduler:
+    """`scheduler` whose config also holds `sigmas` (unshifted, descending in (0, 1]) as the steps
+    `scheduler_sigmas` uses for that many steps; saved in scheduler_config.json with it."""
+    scheduler.register_to_config(**{FIXED_SIGMAS: [float(s) for s in sigmas]})
+    return scheduler
 
 
 def logit_normal_mean(

@@ -109,13 +109,19 @@ class ObjectiveConfig:
 
 
 @dataclass
-class OptimConfig:
+class AdamWConfig:
+    """AdamW and gradient clipping, as `lens train` and `lens rl` both use them."""
+
     lr: float = 2e-4
     betas: tuple[float, ...] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0
-    warmup_steps: int = 0  # linear warm-up, then constant
     grad_clip: float = 1.0  # 0 = no clipping (the norm is still measured)
+
+
+@dataclass
+class OptimConfig(AdamWConfig):
+    warmup_steps: int = 0  # linear warm-up, then constant
     grad_accum: int = 1  # micro-batches per optimiser step
     ema_decay: float = 0.0  # 0 = no EMA; e.g. 0.9999
 
@@ -170,8 +176,18 @@ class FaultConfig:
     nonfinite_at: tuple[int, ...] = ()  # steps whose loss is made NaN
 
 
+class SavedConfig:
+    """A config dataclass written as JSON (a run's config.json, rl.json, distill.json): itself a CONFIG."""
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
 @dataclass
-class Config:
+class Config(SavedConfig):
     preset: str = ""
     run_dir: str = ""  # default: runs/<preset>
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -184,12 +200,6 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
     fault: FaultConfig = field(default_factory=FaultConfig)
-
-    def to_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 _CHOICES = {

@@ -174,13 +174,7 @@ def export_run(
     trained_text = load_trained_text(run_dir, step)
     if dtype == "auto":
         dtype = "bfloat16" if cfg.train.precision == "bf16" else "float32"
-    if dtype != "float32":
-        from diffusers.utils import logging as diffusers_logging
-
-        level = diffusers_logging.get_verbosity()
-        diffusers_logging.set_verbosity_error()  # casting a whole model on purpose; no per-module advice
-        model = model.to(getattr(torch, dtype))
-        diffusers_logging.set_verbosity(level)
+    model = cast_weights(model, dtype)
     h, w = parse_size(cfg.log.sample_size, "log.sample_size")
     if cfg.encoders.source == "tiny":
         from lens.pipeline import LensPipeline
@@ -195,20 +189,39 @@ def export_run(
         )  # fmt: skip
         pipe.save_pretrained(str(out), safe_serialization=True)
     else:
-        from lens.pipeline import released_index
-
-        src = _frozen_folder(cfg.encoders.source)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("scheduler", "vae", "text_encoder", "tokenizer"):
-            if (src / name).is_dir():
-                shutil.copytree(src / name, out / name)
-        index = released_index(json.loads((src / "model_index.json").read_text()))
-        index.update(default_height=h, default_width=w)
-        (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
-        model.save_pretrained(str(out / "transformer"), safe_serialization=True)
+        write_pipeline(_frozen_folder(cfg.encoders.source), out, model, default_height=h, default_width=w)
         if trained_text is not None:  # the run's own LM replaces the frozen one
             shutil.rmtree(out / "text_encoder", ignore_errors=True)
             trained_text[0].save_pretrained(str(out / "text_encoder"), safe_serialization=True)
     info.update(dtype=dtype, text_training=cfg.encoders.text_training)
     (out / "lens_training.json").write_text(json.dumps(info, indent=2) + "\n")
     return out
+
+
+def cast_weights(model, dtype: str):
+    """`model` in `dtype` ("float32", "bfloat16"), without diffusers' advice against casting it."""
+    if dtype == "float32":
+        return model
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # casting a whole model on purpose; no per-module advice
+    model = model.to(getattr(torch, dtype))
+    diffusers_logging.set_verbosity(level)
+    return model
+
+
+def write_pipeline(src: Path, out: Path, transformer, **defaults) -> None:
+    """A pipeline folder at `out`: `src`'s scheduler, VAE, text encoder and tokenizer copied, its
+    model_index.json (released names) with `defaults` (default_height, default_steps, ...) updated,
+    and `transformer` saved."""
+    from lens.pipeline import released_index
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("scheduler", "vae", "text_encoder", "tokenizer"):
+        if (src / name).is_dir():
+            shutil.copytree(src / name, out / name)
+    index = released_index(json.loads((src / "model_index.json").read_text()))
+    index.update(defaults)
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    transformer.save_pretrained(str(out / "transformer"), safe_serialization=True)

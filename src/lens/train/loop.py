@@ -60,6 +60,13 @@ def setup_logging(run_dir: Path, is_main: bool) -> None:
         log.addHandler(h)
 
 
+def close_logging() -> None:
+    """Close the run's log file (RUN_DIR/train.log); the console handler stays."""
+    for h in [h for h in log.handlers if getattr(h, "_lens", False) and isinstance(h, logging.FileHandler)]:
+        log.removeHandler(h)
+        h.close()
+
+
 def detect_kind(paths: list[str]) -> str:
     from lens.data.sample import IMAGE_EXTS
     from lens.data.shards import iter_shard
@@ -386,11 +393,7 @@ class Trainer:
         self.metrics.close()
         shutdown(self.info)
         torch.set_num_threads(self._threads)  # leave an embedding process (tests, notebooks) as it was
-        for h in [
-            h for h in log.handlers if getattr(h, "_lens", False) and isinstance(h, logging.FileHandler)
-        ]:
-            log.removeHandler(h)
-            h.close()
+        close_logging()
 
 
 def run_dir_of(cfg: Config) -> Path:

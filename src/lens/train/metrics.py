@@ -97,21 +97,32 @@ class Metrics:
         skipped: bool,
         counts: list[float],
         seconds: float,
+        extra: dict | None = None,
     ) -> None:
-        """counts: this rank's [images, image tokens, text tokens, padding tokens, flops] of the step."""
+        """counts: this rank's [images, image tokens, text tokens, padding tokens, flops] of the step;
+        `extra`: more numbers for the step's row (`lens rl`: reward mean and std, KL)."""
         for i, v in enumerate(counts):
             self.window[i] += v
         self.window[5] += seconds
         self.step_time = seconds if self.step_time is None else 0.9 * self.step_time + 0.1 * seconds
         if self.jsonl is not None:
             row = {"step": step, "loss": loss, "grad_norm": grad_norm, "lr": lr, "skipped": skipped}
+            row.update(extra or {})
             self.jsonl.write(json.dumps(row) + "\n")
             self.jsonl.flush()
 
     def report(
-        self, step: int, loss: float, grad_norm: float, lr: float, skipped_total: int, data_stats: dict
+        self,
+        step: int,
+        loss: float,
+        grad_norm: float,
+        lr: float,
+        skipped_total: int,
+        data_stats: dict,
+        extra: dict | None = None,
     ) -> None:
-        """Print and log the window; collective (every rank must call it at the same steps)."""
+        """Print and log the window; collective (every rank must call it at the same steps). `extra`
+        values are printed after the loss and logged as train/NAME."""
         images, img_tok, txt_tok, pad_tok, flops = all_reduce_sum(self.window[:5], self.info)
         seconds = max(self.window[5], 1e-9)
         self.window = [0.0] * 6
@@ -129,6 +140,8 @@ class Metrics:
             "data/bad_samples": data_stats.get("bad_samples", 0),
             "data/bad_shards": data_stats.get("bad_shards", 0),
         }
+        extra = extra or {}
+        scalars.update({f"train/{k}": v for k, v in extra.items()})
         mfu = ""
         if self.peak:
             scalars["perf/mfu"] = flops / seconds / self.info.world / self.peak
@@ -138,10 +151,11 @@ class Metrics:
         eta = (self.total - step) * (self.step_time or 0.0)
         bad = data_stats.get("bad_samples", 0) + data_stats.get("bad_shards", 0)
         log.info(
-            "step %d/%d | loss %.4f | gnorm %.3f | lr %.2e | %.1f img/s | %.0f tok/s%s | mem %.2f GB | ETA %s%s%s",
+            "step %d/%d | loss %.4f%s | gnorm %.3f | lr %.2e | %.1f img/s | %.0f tok/s%s | mem %.2f GB | ETA %s%s%s",
             step,
             self.total,
             loss,
+            "".join(f" | {k} {v:.4g}" for k, v in extra.items()),
             grad_norm,
             lr,
             scalars["perf/images_per_s"],

@@ -57,7 +57,7 @@ def flow_matching_loss(model, inputs: ModelInputs, sigmas: Tensor, noise: Tensor
         s = sigmas.repeat_interleave(counts)[None, :, None]  # (1, N, 1)
     else:
         s = sigmas[:, None, None]  # (B, 1, 1)
-    x_t = (1.0 - s) * x0 + s * noise  # (B, N, C)
+    x_t = (1.0 - s) * x0 + s * noise  # (B, N, C); s is per token in a pack, so not `noised`
     target = noise - x0
     pred = model(
         x_t,

@@ -193,35 +193,46 @@ PRESETS: dict[str, Callable[[], Config]] = {
 }
 
 
-def get_preset(name: str) -> Config:
-    if name not in PRESETS:
-        raise LensError(f"unknown preset {name!r}; presets are {', '.join(PRESETS)}")
-    return copy.deepcopy(PRESETS[name]())
+def get_preset(name: str, presets: dict | None = None):
+    presets = PRESETS if presets is None else presets
+    if name not in presets:
+        raise LensError(f"unknown preset {name!r}; presets are {', '.join(presets)}")
+    return copy.deepcopy(presets[name]())
 
 
 def load_config(spec: str, overrides: list[str] | None = None) -> Config:
     """CONFIG = a preset name, or a .json/.toml file (optionally naming a base `preset`), plus --set overrides."""
-    path = Path(spec)
-    if spec in PRESETS:
-        cfg = get_preset(spec)
-    elif path.suffix in (".json", ".toml") and path.is_file():
-        if path.suffix == ".json":
-            try:
-                data = json.loads(path.read_text())
-            except ValueError as err:
-                raise LensError(f"{path} is not valid JSON ({err})") from None
-        else:
-            import tomllib
+    return build_config(spec, overrides, PRESETS, Config, validate)
 
-            try:
-                data = tomllib.loads(path.read_text())
-            except tomllib.TOMLDecodeError as err:
-                raise LensError(f"{path} is not valid TOML ({err})") from None
-        base = data.get("preset") or ""
-        cfg = get_preset(base) if base else Config()
-        apply_dict(cfg, data)
+
+def build_config(spec: str, overrides: list[str] | None, presets: dict, empty: Callable, check: Callable):
+    """`load_config` for any config dataclass: a name in `presets`, or a file on top of its `preset`
+    (or of `empty()`), then the --set overrides, then `check`. `lens rl` reads its configs with it."""
+    if spec in presets:
+        cfg = get_preset(spec, presets)
     else:
+        data = read_config_file(spec, presets)
+        base = data.get("preset") or ""
+        cfg = get_preset(base, presets) if base else empty()
+        apply_dict(cfg, data)
+    return check(apply_overrides(cfg, overrides or []))
+
+
+def read_config_file(spec: str, presets) -> dict:
+    """The nested dict of a .json/.toml CONFIG file (`presets` only name the alternatives in the error)."""
+    path = Path(spec)
+    if path.suffix not in (".json", ".toml") or not path.is_file():
         raise LensError(
-            f"CONFIG {spec!r} is neither a preset ({', '.join(PRESETS)}) nor an existing .json/.toml file"
+            f"CONFIG {spec!r} is neither a preset ({', '.join(presets)}) nor an existing .json/.toml file"
         )
-    return validate(apply_overrides(cfg, overrides or []))
+    if path.suffix == ".json":
+        try:
+            return json.loads(path.read_text())
+        except ValueError as err:
+            raise LensError(f"{path} is not valid JSON ({err})") from None
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise LensError(f"{path} is not valid TOML ({err})") from None

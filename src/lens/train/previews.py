@@ -20,6 +20,16 @@ from lens.sampling.euler import Conditions, denoiser_velocity, euler_sample
 from lens.sampling.schedule import make_scheduler, scheduler_sigmas
 
 
+def pad_texts(texts: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """(S_i, L, D) per prompt -> right-padded (P, S, L, D) features and their (P, S) bool mask."""
+    width = max(t.shape[0] for t in texts)
+    text = texts[0].new_zeros(len(texts), width, *texts[0].shape[1:])  # (P, S, L, D)
+    mask = torch.zeros(len(texts), width, dtype=torch.bool, device=text.device)
+    for i, t in enumerate(texts):
+        text[i, : t.shape[0]], mask[i, : t.shape[0]] = t, True
+    return text, mask
+
+
 @torch.no_grad()
 def sample_latents(
     model,
@@ -30,18 +40,16 @@ def sample_latents(
     seed: int,
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
+    scheduler=None,
 ) -> Tensor:
-    """texts: (S_i, L, D) per prompt -> (P, 128, h, w) latents."""
+    """texts: (S_i, L, D) per prompt -> (P, 128, h, w) latents. `scheduler`: the one whose steps to
+    run (a distilled student's, `lens.sampling.schedule.with_fixed_sigmas`); default `make_scheduler()`."""
     h, w = grid
-    width = max(t.shape[0] for t in texts)
-    text = texts[0].new_zeros(len(texts), width, *texts[0].shape[1:])  # (P, S, L, D)
-    mask = torch.zeros(len(texts), width, dtype=torch.bool, device=text.device)
-    for i, t in enumerate(texts):
-        text[i, : t.shape[0]], mask[i, : t.shape[0]] = t, True
+    text, mask = pad_texts(texts)
     null = text[:, :0]  # (P, 0, L, D): zero text tokens
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(len(texts), h * w, 128, generator=gen).to(device)  # (P, N, 128)
-    scheduler = make_scheduler()
+    scheduler = make_scheduler() if scheduler is None else scheduler
     scheduler_sigmas(scheduler, steps, h * w, device=device)
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
 
@@ -65,9 +73,9 @@ def image_grid(images: Tensor, columns: int = 4) -> Image.Image:
     return Image.fromarray(canvas, "RGB")
 
 
-def write_preview(run_dir: str | Path, step: int, images: Tensor) -> Path:
+def write_preview(run_dir: str | Path, step: int, images: Tensor, columns: int = 4) -> Path:
     out = Path(run_dir) / "samples"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"step_{step:08d}.png"
-    image_grid(images).save(path)
+    image_grid(images, columns).save(path)
     return path

@@ -1,0 +1,58 @@
+"""The student against its teacher on fixed prompts and noise: sample grids and their latent gap.
+
+Both draw from the same starting noise (`log.sample_seed`) at the first of `data.sizes`: the student
+its own steps without CFG, the teacher `adversarial.real_steps` Euler steps at `dmd.guidance` (once;
+it is frozen). The grid RUN_DIR/samples/step_XXXXXXXX.png puts the student's row above the teacher's;
+the gap is the mean squared difference of their latents, logged as `eval/teacher_gap`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lens.train.previews import image_grid, sample_latents, write_preview
+
+
+class Comparison:
+    def __init__(self, cfg, teacher, student, scheduler, encoders, device, autocast_dtype):
+        self.cfg, self.teacher, self.student, self.scheduler = cfg, teacher, student, scheduler
+        self.encoders, self.device, self.autocast_dtype = encoders, device, autocast_dtype
+        self._texts: list[Tensor] | None = None
+        self._teacher: Tensor | None = None
+
+    def latents(self) -> tuple[Tensor, Tensor]:
+        """(student, teacher) latents, each (P, 128, h, w)."""
+        cfg = self.cfg
+        h, w = cfg.sizes()[0]
+        grid = (h // 16, w // 16)
+        if self._texts is None:
+            self._texts = self.encoders.encode_text(list(cfg.log.sample_prompts))
+        args = (cfg.log.sample_seed, self.device, self.autocast_dtype)
+        if self._teacher is None:
+            steps = cfg.adversarial.real_steps
+            self._teacher = sample_latents(self.teacher, self._texts, grid, steps, cfg.dmd.guidance, *args)
+        student = sample_latents(
+            self.student, self._texts, grid, cfg.student.steps, 1.0, *args, scheduler=self.scheduler
+        )
+        return student, self._teacher
+
+    def gap(self, latents: tuple[Tensor, Tensor] | None = None) -> float:
+        student, teacher = latents or self.latents()
+        return float((student - teacher).pow(2).mean())
+
+    def write(self, run_dir: Path, step: int, metrics) -> tuple[Path, float]:
+        """The grid at `step` (file and TensorBoard) and the gap (metrics); returns (path, gap)."""
+        latents = self.latents()
+        gap = self.gap(latents)
+        columns = len(self.cfg.log.sample_prompts)
+        images = self.encoders.decode_latents(torch.cat(latents))
+        path = write_preview(run_dir, step, images, columns=columns)
+        metrics.image(
+            "samples", torch.from_numpy(np.array(image_grid(images, columns))).permute(2, 0, 1), step
+        )
+        metrics.scalars(step, {"eval/teacher_gap": gap})
+        return path, gap
