@@ -73,6 +73,10 @@ def test_generate_with_the_api_reasoner(model_dir, server, tmp_path, capsys, mon
     server.script.extend(["500"] * 3)  # fails past its 2 retries: the image is made from the prompt
     assert main(args + ["--reasoner", "api", "--out", str(tmp_path / "f")] + api[:4]) == 0
     assert "caption" not in PIL.Image.open(next((tmp_path / "f").glob("*.png"))).text
+    system = tmp_path / "system.txt"
+    system.write_text("Describe the request as a photo, in detail.\n")  # e.g. `lens reasoner search`'s best
+    assert main(args + api + ["--system-prompt-file", str(system), "--out", str(tmp_path / "s")]) == 0
+    assert server.bodies[-1]["messages"][0]["content"] == "Describe the request as a photo, in detail."
 
 
 @pytest.mark.parametrize(
@@ -83,6 +87,7 @@ def test_generate_with_the_api_reasoner(model_dir, server, tmp_path, capsys, mon
         (["--reasoner", "local", "--api-base", "http://127.0.0.1:9/v1"], "need --reasoner api"),
         (["--reasoner", "api", "--api-model", "m", "--api-base", "https://x.example.invalid/v1",
           "--api-key-env", "LENS_TEST_UNSET_KEY"], "LENS_TEST_UNSET_KEY"),
+        (["--reasoner", "none", "--system-prompt-file", "p.txt"], "needs --reasoner api or local"),
     ],
 )  # fmt: skip
 def test_generate_reasoner_options_are_checked_first(model_dir, tmp_path, capsys, monkeypatch, extra, words_):
@@ -98,6 +103,8 @@ def test_generate_local_reasoner_is_built(model_dir):
 
     from lens.cli.reasoner_options import reasoner_from_args
 
-    args = argparse.Namespace(reasoner="local", api_base=None, api_key_env=None, api_model=None)
+    args = argparse.Namespace(
+        reasoner="local", api_base=None, api_key_env=None, api_model=None, system_prompt_file=None
+    )
     reasoner = reasoner_from_args(args)
     assert reasoner.source == "local" and reasoner.max_new_tokens == 4096 and reasoner.temperature == 0.7

@@ -1,4 +1,5 @@
-"""Nano-Eval in one call, for training loops: `evaluate(generate)` -> per-tag and overall scores.
+"""Nano-Eval in one call, for training loops: `evaluate(generate)` -> per-tag and overall scores;
+`sample_results` gives the per-image results behind them (the reasoner search reads its failures).
 
 `generate(texts, seed)` returns one image per text: a list of PIL images, or a batch array/tensor
 shaped (N, 3, H, W) or (N, H, W, 3), floats in [0, 1] or uint8. Sample k of every prompt is drawn
@@ -18,7 +19,7 @@ from PIL import Image
 from lens.errors import LensError
 from lens.eval.layout import sample_path, write_prompt_dir
 from lens.eval.prompts import nano_prompts
-from lens.eval.rules import summarize
+from lens.eval.rules import summarize, verdicts
 from lens.eval.score import score_image, write_results
 from lens.world.reasoner import rewrite_prompt
 
@@ -63,9 +64,26 @@ def evaluate(
     generator runs on.
     """
     prompts = list(nano_prompts() if prompts is None else prompts)
-    if n_samples < 1 or batch_size < 1 or not prompts:
-        raise LensError("evaluate needs prompts, n_samples >= 1 and batch_size >= 1")
     texts = [rewrite_prompt(md["prompt"], style=caption_style) if rewrite else md["prompt"] for md in prompts]
+    results = sample_results(generate, prompts, texts, n_samples, seed, batch_size, out_dir, workers)
+    return summarize(results)
+
+
+def sample_results(
+    generate: Generate,
+    prompts: Sequence[dict],
+    texts: Sequence[str],
+    n_samples: int = 4,
+    seed: int = 0,
+    batch_size: int = 32,
+    out_dir: str | None = None,
+    workers: int = 0,
+) -> list[dict]:
+    """`evaluate` image by image: `generate` draws `texts[i]` for `prompts[i]`; one result per image
+    (filename, tag, prompt, text, correct, reason, and `failed`: the rules of `lens.eval.rules.verdicts`
+    it broke, e.g. ["color red circle"])."""
+    if n_samples < 1 or batch_size < 1 or not prompts or len(texts) != len(prompts):
+        raise LensError("Nano-Eval needs prompts, one text per prompt, n_samples >= 1 and batch_size >= 1")
     if out_dir:
         for i, md in enumerate(prompts):
             write_prompt_dir(out_dir, i, md)
@@ -76,7 +94,7 @@ def evaluate(
     try:
         for k in range(n_samples):
             for start in range(0, len(prompts), batch_size):
-                chunk = texts[start : start + batch_size]
+                chunk = list(texts[start : start + batch_size])
                 images = to_images(generate(chunk, seed + 1000 * k + start // batch_size))
                 if len(images) != len(chunk):
                     raise LensError(
@@ -91,15 +109,17 @@ def evaluate(
                         pending.append((i, k, pool.submit(_score, image, prompts[i])))
         results = []
         for i, k, outcome in pending:
-            correct, reason = outcome if pool is None else outcome.result()
+            correct, reason, failed = outcome if pool is None else outcome.result()
             name = sample_path(out_dir, i, k) if out_dir else f"{i:05d}/samples/{k:04d}.png"
             results.append(
                 {
                     "filename": name,
                     "tag": prompts[i]["tag"],
                     "prompt": prompts[i]["prompt"],
+                    "text": texts[i],
                     "correct": correct,
                     "reason": reason,
+                    "failed": failed,
                 }
             )
     finally:
@@ -107,9 +127,9 @@ def evaluate(
             pool.shutdown(cancel_futures=True)
     if out_dir:
         write_results(f"{out_dir}/results.jsonl", results)
-    return summarize(results)
+    return results
 
 
-def _score(image: Image.Image, metadata: dict) -> tuple[bool, str]:
-    correct, reason, _ = score_image(image, metadata)
-    return correct, reason
+def _score(image: Image.Image, metadata: dict) -> tuple[bool, str, list[str]]:
+    correct, reason, detections = score_image(image, metadata)
+    return correct, reason, [v.rule for v in verdicts(detections, metadata) if not v.passed]

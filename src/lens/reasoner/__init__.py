@@ -6,6 +6,9 @@
 - `lens.reasoner.api`: any OpenAI-compatible chat-completions endpoint, with the caption client's retries.
 - `lens.reasoner.local`: generation with the pipeline's own text encoder (no extra memory).
 - `lens.reasoner.harmony`: the Harmony conversation to continue and its final-channel parser.
+- `lens.reasoner.search`: the paper's training-free system-prompt search (`lens reasoner search`), with
+  `scoring` (a system prompt on Nano-Eval, its failures summarised) and `editor` (the LLM that
+  rewrites the system prompt).
 
 Importing this package loads neither torch nor openai; each path imports what it needs when used.
 """

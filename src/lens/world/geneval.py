@@ -3,7 +3,8 @@ parsing a prompt back into metadata, and random draws per category.
 
 Metadata follows GenEval's evaluation_metadata.jsonl: `tag`, `include` (requirements that must all
 hold: `class`, `count`, optional `color`, optional `position` = [relation, index of an earlier
-include]), optional `exclude` (counting prompts exclude count + 1), and `prompt`.
+include]), optional `exclude` (counting prompts exclude count + 1), and `prompt`. `find_prompt`
+reads such a request out of free text (what the reasoner search's stand-in generator draws).
 """
 
 from __future__ import annotations
@@ -138,3 +139,22 @@ def parse_prompt(prompt: str) -> Metadata:
     obj = objects[0]
     tag = "counting" if obj["count"] > 1 else "colors" if "color" in obj else "single_object"
     return make_metadata(tag, objects)
+
+
+_SENTENCES = re.compile(r"[.;:!?\n]+")
+_LONGEST_PROMPT = 12  # words in the longest prompt `phrase` writes ("a photo of a blue star left of ...")
+
+
+def find_prompt(text: str) -> Metadata | None:
+    """The first GenEval-style request stated anywhere in free text, the longest one at its place,
+    as metadata; None when the text states none. Sentences are read on their own, punctuation dropped:
+    "Exactly two red circles, both large, on grey." -> counting metadata for two red circles."""
+    for sentence in _SENTENCES.split(text.lower()):
+        words = re.findall(r"[a-z]+", sentence)
+        for start in range(len(words)):
+            for end in range(min(len(words), start + _LONGEST_PROMPT), start, -1):
+                try:
+                    return parse_prompt(" ".join(words[start:end]))
+                except LensError:
+                    continue
+    return None
