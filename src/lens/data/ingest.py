@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lens.data.decode import DEFAULT_MAX_PIXELS, CorruptImage, decode, encode
-from lens.data.sample import bucket_label, dump_meta, read_meta
+from lens.data.sample import DENSE_EXT, bucket_label, dump_meta, read_meta
 from lens.data.shards import ShardWriter, iter_shard
 from lens.data.sources import IMAGE_SUFFIXES, alt_from_meta, plan_units
 from lens.data.units import Unit, printable, stats_path, write_json_atomic
@@ -27,9 +27,17 @@ _TAR_IMAGE_EXTS = tuple(s.lstrip(".") for s in sorted(IMAGE_SUFFIXES))
 
 
 def ingest_config(
-    out: str, *, fmt: str = "jpg", quality: int = 95, max_pixels: int = DEFAULT_MAX_PIXELS
+    out: str,
+    *,
+    fmt: str = "jpg",
+    quality: int = 95,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    alt_is_caption: bool = False,
 ) -> dict:
-    return {"out": str(out), "format": fmt, "quality": quality, "max_pixels": max_pixels}
+    """`alt_is_caption`: the alt text is the training caption (`lens finetune`'s captioned folders), so
+    it is also written as the sample's `caption.txt`; curated data gets captions from `lens data caption`."""
+    config = {"out": str(out), "format": fmt, "quality": quality, "max_pixels": max_pixels}
+    return config | ({"alt_is_caption": True} if alt_is_caption else {})
 
 
 def ingest_unit(unit: Unit, config: dict) -> dict:
@@ -57,9 +65,10 @@ def ingest_unit(unit: Unit, config: dict) -> dict:
             if url:
                 meta["url"] = url
             image = encode(im, config["format"], config["quality"])
-            writer.write(
-                {"__key__": f"{unit.name}_{idx:05d}", config["format"]: image, "json": dump_meta(meta)}
-            )
+            sample = {"__key__": f"{unit.name}_{idx:05d}", config["format"]: image, "json": dump_meta(meta)}
+            if config.get("alt_is_caption") and alt:
+                sample[DENSE_EXT] = alt.encode()
+            writer.write(sample)
             counts["written"] += 1
     stats = {"command": "ingest", "unit": unit.name, "counts": dict(counts), "errors": errors}
     write_json_atomic(stats_path(out, unit.name), stats)
