@@ -38,10 +38,10 @@ CONFIGS = {
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def build(config: str, device, dtype) -> LensTransformer2DModel:
+def build(config: str, device, dtype, **overrides) -> LensTransformer2DModel:
     kwargs = json.loads(Path(config).read_text()) if config.endswith(".json") else CONFIGS[config]
     with torch.device("meta"):
-        model = LensTransformer2DModel(**kwargs)
+        model = LensTransformer2DModel(**(kwargs | overrides))
     model = model.to_empty(device=device).to(dtype)
     gen = torch.Generator(device).manual_seed(0)
     with torch.no_grad():

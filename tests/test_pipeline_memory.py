@@ -1,14 +1,19 @@
 """Memory levers on tiny pipelines (CPU): model CPU offload through accelerate's hooks, the latent
-codec under a VAE hook, float8 layerwise storage, and `import lens` registering the released names."""
+codec under a VAE hook, diffusers' group offload, float8 layerwise storage (`lens.memory`), and
+`import lens` registering the released names."""
 
 import copy
 import os
+import re
 import subprocess
 import sys
 
+import pytest
 import torch
+from diffusers.hooks.group_offloading import ModuleGroup
 
 from lens.latents import LatentCodec, tiny_flux2_vae
+from lens.memory import FP8_SKIP_PATTERNS, enable_fp8_storage
 from lens.testing import tiny_random_pipeline
 
 OFFLOADED = ("text_encoder", "transformer", "vae")
@@ -60,6 +65,55 @@ def test_float8_layerwise_storage_runs_close_to_float32():
     out = pipe("a red circle", generator=_gen(2), **kw).images
     assert out.dtype == torch.float32
     assert ((out - reference).norm() / reference.norm()).item() < 0.1
+
+
+@pytest.mark.parametrize("offload_type", ["block_level", "leaf_level"])
+def test_group_offload_onloads_every_model_and_matches_the_plain_run(monkeypatch, offload_type):
+    kw = dict(num_inference_steps=2, output_type="np", guidance_scale=3.0)
+    reference = tiny_random_pipeline()("a blue cube", generator=_gen(1), **kw).images
+    pipe = tiny_random_pipeline()
+    # On a GPU onload_device is the GPU; on CPU the hooks run all the same, moving nothing.
+    pipe.enable_group_offload(
+        onload_device=torch.device("cpu"), offload_type=offload_type, num_blocks_per_group=1
+    )
+    onloaded = set()
+    real = ModuleGroup.onload_
+
+    def counted(group):
+        onloaded.update(id(p) for m in group.modules for p in m.parameters())
+        onloaded.update(id(p) for p in group.parameters)
+        return real(group)
+
+    monkeypatch.setattr(ModuleGroup, "onload_", counted)
+    out = pipe("a blue cube", generator=_gen(1), **kw).images
+    for name in OFFLOADED:  # every model's weights went through an onload, all of the denoiser's
+        params = [id(p) for p in getattr(pipe, name).parameters()]
+        assert onloaded.intersection(params), name
+    assert onloaded.issuperset(id(p) for p in pipe.transformer.parameters())
+    torch.testing.assert_close(torch.from_numpy(out), torch.from_numpy(reference), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("compute_dtype", [torch.float32, torch.bfloat16])
+def test_fp8_storage_keeps_modulation_norms_and_embeddings_in_the_compute_dtype(compute_dtype):
+    pipe = tiny_random_pipeline()
+    kw = dict(num_inference_steps=2, output_type="latent", guidance_scale=3.0)
+    reference = pipe("a red circle", generator=_gen(2), **kw).images
+    enable_fp8_storage(pipe.transformer, compute_dtype=compute_dtype)
+    kept = set()
+    for name, p in pipe.transformer.named_parameters():
+        module = name.rsplit(".", 1)[0]
+        if any(re.search(pattern, module) for pattern in FP8_SKIP_PATTERNS):
+            kept.add(module)
+            assert p.dtype == compute_dtype, name
+        else:
+            assert p.dtype == torch.float8_e4m3fn, name
+    block = "transformer_blocks.1."
+    assert {block + "img_mod.1", block + "txt_mod.1", block + "img_norm1", "norm_out.linear"} <= kept
+    assert {"img_in", "proj_out", "txt_norm.0", "time_text_embed.timestep_embedder.linear_1"} <= kept
+    assert pipe.transformer.get_submodule(block + "attn.img_qkv").weight.dtype == torch.float8_e4m3fn
+    out = pipe("a red circle", generator=_gen(2), **kw).images
+    assert out.dtype == torch.float32
+    assert 0 < ((out - reference).norm() / reference.norm()).item() < 0.05
 
 
 def test_import_lens_alone_lets_diffusion_pipeline_load_a_saved_pipeline(tmp_path):

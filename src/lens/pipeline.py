@@ -3,8 +3,8 @@
 diffusers `DiffusionPipeline` with the released components (scheduler, vae, text_encoder, tokenizer,
 transformer), so `save_pretrained` / `from_pretrained` use the released layout, and diffusers'
 conventions: `encode_prompt` / `prompt_embeds`, step callbacks with `num_timesteps`,
-`guidance_scale` and `interrupt`, model CPU offload, and LoRA (`load_lora_weights`, `fuse_lora`,
-`unload_lora_weights`; `lens.lora`). Importing this module registers the Lens classes
+`guidance_scale` and `interrupt`, model CPU offload and group offload, and LoRA (`load_lora_weights`,
+`fuse_lora`, `unload_lora_weights`; `lens.lora`). Importing this module registers the Lens classes
 under diffusers'/transformers' names, which is what lets a released `model_index.json` resolve
 (`import lens` arranges that lazily, see `lens.registration`). Input checks live in
 `lens.pipeline_inputs`, the denoising loop with its callbacks in `lens.pipeline_loop`; image-to-image
@@ -160,6 +160,22 @@ class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
     def rewritten_prompts(self) -> list[str] | None:
         """The prompts the last call encoded (after the reasoner; None when embeddings were given)."""
         return getattr(self, "_rewritten_prompt", None)
+
+    # ------------------------------------------------------------------ memory
+    def enable_group_offload(
+        self, onload_device, offload_device=None, offload_type="block_level",
+        num_blocks_per_group=None, exclude_modules=None, **kwargs,
+    ):  # fmt: skip
+        """diffusers' group offload, except that the VAE is always offloaded leaf by leaf: a block-level
+        group of its layers loads in `vae.forward`, which `vae.decode` never calls. kwargs as diffusers'."""
+        offload_device = offload_device or torch.device("cpu")
+        excluded = [exclude_modules] if isinstance(exclude_modules, str) else list(exclude_modules or [])
+        super().enable_group_offload(
+            onload_device, offload_device, offload_type, num_blocks_per_group,
+            exclude_modules=[*excluded, "vae"], **kwargs,
+        )  # fmt: skip
+        if "vae" not in excluded:
+            self.vae.enable_group_offload(onload_device, offload_device, "leaf_level", **kwargs)
 
     # ------------------------------------------------------------------ attention
     def set_attention_slice(self, slice_size):
