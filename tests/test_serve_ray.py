@@ -27,7 +27,14 @@ from lens.inference import load_pipeline
 from lens.testing import tiny_random_pipeline
 from tests.serve_support import client
 
-RAY_ENV = {"RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}  # no auth token written to ~/.ray
+RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",  # no auth token written to ~/.ray
+    "OMP_NUM_THREADS": "1",
+    # Serve's proxy must answer its ready / health checks in 5 / 10 s, which a 2-core machine running
+    # other tests can miss; the cluster's processes read these at start
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
+}
 
 
 @pytest.fixture

@@ -120,7 +120,13 @@ def ray_serving(config: ServeConfig, replicas: int, host: str = "127.0.0.1", por
     url, port = url_of(sock), sock.getsockname()[1]
     sock.close()
     gpus = 1 if config.device_here().startswith("cuda") else 0
-    serve.start(http_options={"host": host, "port": port})
+    try:
+        serve.start(http_options={"host": host, "port": port})
+    except Exception as err:  # noqa: BLE001 - Ray raises its own actor errors when the proxy cannot start
+        raise LensError(
+            f"Ray Serve's HTTP proxy did not start on {host}:{port} ({type(err).__name__}); on a busy machine "
+            "raise RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S in the cluster's environment"
+        ) from None
     try:
         store = serve.deployment(UrlStore, name="lens-urls", ray_actor_options={"num_cpus": 0})
         replica = serve.deployment(
