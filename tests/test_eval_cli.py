@@ -1,4 +1,4 @@
-"""`lens eval probe | gate | colour-share` and `nano-run --caption-style` on a tiny saved pipeline."""
+"""`lens eval probe | x0 | gate | colour-share` and `nano-run --caption-style` on a tiny saved pipeline."""
 
 import json
 
@@ -57,6 +57,29 @@ def test_probe_prints_the_librarys_scores_per_model(model, encoded, capsys):
     assert _rows(out, f"| {model} |") == [cells, cells]
     assert main(["eval", "probe", "--model", model, "--sigmas", "1.5"]) == 2
     assert "lens eval: error: --sigmas must lie in 0..1" in capsys.readouterr().err
+
+
+def test_x0_grid_writes_scenes_over_predictions(model, encoded, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from lens.inference import load_pipeline
+    from lens.nano.probes import probe_scenes, x0_grid, x0_reader
+
+    out = tmp_path / "x0.png"
+    args = ["eval", "x0", "--model", model, "--out", str(out), "--scenes", "3", "--sigmas", "0.5", "1"]
+    assert main(args + ["--object-scale", "1.5", "--brief"]) == 0
+    grid = np.asarray(Image.open(out))
+    assert grid.shape == (32 * 3, 32 * 3, 3)  # the scenes, then one row per sigma
+    probes = probe_scenes(3, 1, (32, 32), object_scale=1.5, brief=True)
+    assert all(p.caption in encoded for p in probes)  # brief captions of the scaled scenes
+    assert np.array_equal(
+        grid[:32], (np.concatenate([p.pixels for p in probes], 1) * 255).round().astype(np.uint8)
+    )
+    again = x0_grid(x0_reader(load_pipeline(model), probes), probes, [0.5, 1.0])
+    assert np.abs(grid[32:].astype(int) - (again[32:] * 255).round()).max() <= 1  # the library's grid
+    assert main(["eval", "x0", "--model", model, "--out", str(out), "--object-scale", "5"]) == 2
+    assert "object scale must be in" in capsys.readouterr().err
 
 
 def test_gate_prints_and_writes_the_shares(model, tmp_path, capsys):

@@ -92,3 +92,21 @@ def test_bad_scene_graph_and_metadata_raise_lens_error():
         scene_for_metadata({"tag": "counting"}, 0)
     with pytest.raises(LensError, match="1 to 4"):
         scene_for_metadata(make_metadata("counting", [{"class": "star", "count": 5}]), 0)
+
+
+def test_object_scale_grows_every_object_and_keeps_scenes_valid():
+    from lens.world.sampler import sample_scene
+
+    for seed in range(40):
+        base = sample_scene(seed)
+        big = sample_scene(seed, object_scale=1.8)
+        assert [o.shape for o in big.objects] == [o.shape for o in base.objects]
+        for o in big.objects:  # inside the image with the layout's margin, whatever the count
+            assert o.x - o.radius >= MARGIN and o.x + o.radius <= 1 - MARGIN
+            assert o.y - o.radius >= MARGIN and o.y + o.radius <= 1 - MARGIN
+    one = [sample_scene(s, objects=1, object_scale=1.8).objects[0] for s in range(20)]
+    ref = [sample_scene(s, objects=1).objects[0] for s in range(20)]
+    assert np.mean([o.radius for o in one]) / np.mean([o.radius for o in ref]) == pytest.approx(1.8, rel=0.05)
+    for bad in (0.1, 2.5):
+        with pytest.raises(LensError, match="object scale"):
+            sample_scene(0, object_scale=bad)

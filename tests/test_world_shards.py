@@ -21,6 +21,7 @@ from lens.world import (
     write_shards,
 )
 from lens.world.captions import CAPTION_STYLES
+from lens.world.vocab import SIZES
 
 
 def test_write_and_read_shards_with_webdataset(tmp_path):
@@ -72,6 +73,15 @@ def test_cli_generate(tmp_path, capsys):
     assert sample.image.size == (64, 96)
     assert main(["world", "generate", "--out", str(tmp_path / "x"), "--n", "5", "--size", "50x64"]) == 2
     assert "multiple of 16" in capsys.readouterr().err
+    big = tmp_path / "big"
+    assert (
+        main(["world", "generate", "--out", str(big), "--n", "2", "--objects", "1", "--object-scale", "1.8"])
+        == 0
+    )
+    radius = next(read_shards(str(big))).scene.objects[0].radius
+    assert radius > 1.7 * SIZES["small"]  # every size word scaled, the smallest included
+    assert main(["world", "generate", "--out", str(tmp_path / "y"), "--n", "2", "--object-scale", "3"]) == 2
+    assert "object scale" in capsys.readouterr().err
     assert main(["world", "sample", "--seed", "2"]) == 0
     printed = capsys.readouterr().out
     scene = Scene.from_dict(json.loads(printed.split("scene: ", 1)[1]))

@@ -84,6 +84,22 @@ def register(subparsers) -> None:
     b.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     b.set_defaults(func=_probe)
 
+    x = sub.add_parser(
+        "x0",
+        help="a grid of a model's x0 predictions by noise level: where does it stop reading shapes?",
+        description="Held-out free scenes (top row), noised to each sigma with fixed noise, and the model's "
+        "x0 prediction under each scene's own caption decoded below (lens.nano.probes.x0_grid). Runs on the CPU.",
+    )
+    x.add_argument("--model", help=f"pipeline folder (default: {BUNDLED})")
+    x.add_argument("--out", required=True, help="PNG file to write")
+    x.add_argument("--scenes", type=int, default=8, help="columns (default 8)")
+    x.add_argument("--objects", type=int, default=1, help="objects per scene (0: the world's 1-4)")
+    x.add_argument("--object-scale", type=float, default=1.0, help="object sizes as the model trained on")
+    x.add_argument("--sigmas", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.8, 0.9, 0.97])
+    x.add_argument("--brief", action="store_true", help="brief captions ('a photo of a red heart')")
+    add_caption_style(x, "the dense captions (use the style the model trained on)")
+    x.set_defaults(func=_x0)
+
     a = sub.add_parser(
         "gate",
         help="the cheap gate: does a model draw the colour and the shape it is asked for?",
@@ -219,6 +235,27 @@ def _probe(args: argparse.Namespace) -> int:
         ]
         n = next(iter(rows.values()))["n"]
         print(f"| {model or BUNDLED} | {n} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+def _x0(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from lens.inference import load_pipeline
+    from lens.nano.probes import probe_scenes, x0_grid, x0_reader
+    from lens.world.sampler import check_object_scale
+
+    if args.scenes < 1 or not 0 <= args.objects <= 4:
+        raise LensError("--scenes must be at least 1 and --objects 0..4")
+    if not all(0.0 <= s <= 1.0 for s in args.sigmas):
+        raise LensError(f"--sigmas must lie in 0..1, got {args.sigmas}")
+    scale = check_object_scale(args.object_scale)
+    pipe = load_pipeline(args.model, device="cpu")
+    size = (pipe.config.default_height, pipe.config.default_width)
+    probes = probe_scenes(args.scenes, args.objects or None, size, args.caption_style, scale, args.brief)
+    grid = x0_grid(x0_reader(pipe, probes), probes, args.sigmas)
+    Image.fromarray((grid * 255).round().astype("uint8")).save(args.out)
+    print(f"wrote {args.out}: rows = the scenes, then sigma " + ", ".join(f"{s:g}" for s in args.sigmas))
     return 0
 
 

@@ -36,6 +36,12 @@ def register(subparsers) -> None:
         type=int,
         help="every scene holds exactly N objects (a curriculum stage; default: the training mixture)",
     )
+    g.add_argument(
+        "--object-scale",
+        type=float,
+        default=1.0,
+        help="multiply every object's size (0.5..2; default 1): larger shapes span more latent tokens",
+    )
     _caption_style(g, "caption.txt's dense caption")
     g.set_defaults(func=_generate)
 
@@ -69,7 +75,7 @@ def _generate(args: argparse.Namespace) -> int:
     paths = write_shards(
         args.out, args.n, seed=args.seed, shard_size=args.shard_size,
         geneval_fraction=args.geneval_fraction, sizes=sizes, start=args.start, objects=args.objects,
-        caption_style=args.caption_style,
+        caption_style=args.caption_style, object_scale=args.object_scale,
     )  # fmt: skip
     shown = ", ".join(sorted({f"{h}x{w}" for h, w in sizes}))
     print(f"wrote {args.n} samples at {shown} to {len(paths)} shard(s) in {args.out}")

@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from lens.errors import LensError
 from lens.world.background import DARK, LIGHT
-from lens.world.captions import dense_caption
+from lens.world.captions import brief_caption, dense_caption
 from lens.world.render import render_scene
 from lens.world.sampler import random_scene
 from lens.world.scene import Scene
@@ -61,16 +61,34 @@ def object_mask(scene: Scene, height: int, width: int, index: int | None = None)
 
 
 def probe_scenes(
-    n: int, objects: int | None = None, size: tuple[int, int] = (128, 128), style: str = "compact"
+    n: int,
+    objects: int | None = None,
+    size: tuple[int, int] = (128, 128),
+    style: str = "compact",
+    object_scale: float = 1.0,
+    brief: bool = False,
 ) -> list[ProbeScene]:
-    """`n` free scenes (1-4 objects, or exactly `objects`) rendered at `size` (height, width), with
-    dense captions in `style` (the one the model trained on)."""
+    """`n` free scenes (1-4 objects, or exactly `objects`, sizes times `object_scale`) rendered at
+    `size` (height, width), with dense captions in `style` (the one the model trained on), or brief
+    ones ("a photo of a red heart") for models trained on those."""
     out = []
     for seed in range(PROBE_SEED, PROBE_SEED + n):
-        scene = random_scene(seed, objects)
+        scene = random_scene(seed, objects, object_scale)
         pixels = np.asarray(render_scene(scene, *size), dtype=np.float32) / 255.0
-        out.append(ProbeScene(scene, dense_caption(scene, seed, style=style), pixels, seed, style))
+        caption = brief_caption(scene) if brief else dense_caption(scene, seed, style=style)
+        out.append(ProbeScene(scene, caption, pixels, seed, style))
     return out
+
+
+def x0_grid(read: ReadX0, probes: Sequence[ProbeScene], sigmas: Sequence[float]) -> np.ndarray:
+    """(H * (1 + len(sigmas)), W * len(probes), 3) in [0, 1]: the probes' images on top, then the
+    model's x0 prediction from each one noised to each sigma under its own caption. Where the rows
+    keep the shapes the model can read them from the noisy latent; where they turn to blobs, the
+    caption alone must decide them."""
+    idx = list(range(len(probes)))
+    rows = [np.concatenate([p.pixels for p in probes], 1)]
+    rows += [np.concatenate(list(read(idx, [p.caption for p in probes], s)), 1) for s in sigmas]
+    return np.concatenate(rows, 0).clip(0, 1)
 
 
 def swapped_scene(probe: ProbeScene, target: str = "object") -> tuple[Scene, tuple, tuple] | None:
@@ -197,6 +215,7 @@ def x0_reader(pipe, probes: Sequence[ProbeScene], seed: int = 0) -> ReadX0:
     import torch
 
     from lens.latents import LatentCodec, from_tokens, to_tokens
+    from lens.sampling.schedule import noised
 
     codec = LatentCodec(pipe.vae)
     pixels = torch.from_numpy(np.stack([p.pixels for p in probes])).permute(0, 3, 1, 2) * 2 - 1
@@ -209,7 +228,7 @@ def x0_reader(pipe, probes: Sequence[ProbeScene], seed: int = 0) -> ReadX0:
     @torch.no_grad()
     def read(idx: list[int], captions: list[str], sigma: float) -> np.ndarray:
         feats, mask = pipe.encode_prompt(captions)
-        x_t = (1 - sigma) * x0[idx] + sigma * noise[idx]
+        x_t = noised(x0[idx], noise[idx], sigma)
         t = torch.full((len(idx),), float(sigma))
         v = pipe.transformer(x_t, feats, t, image_grid=(h, w), encoder_attention_mask=mask).sample.float()
         decoded = codec.decode(from_tokens(x_t - sigma * v, h, w).to(pipe.vae.dtype)).float()

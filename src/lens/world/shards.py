@@ -23,7 +23,7 @@ from lens.errors import LensError
 from lens.resolution import validate_size
 from lens.world.captions import CAPTION_STYLES, brief_caption, dense_caption
 from lens.world.render import render_scene
-from lens.world.sampler import sample_scene
+from lens.world.sampler import check_object_scale, sample_scene
 from lens.world.scene import Scene
 
 SHARD_PATTERN = "world-%06d.tar"
@@ -50,9 +50,10 @@ def make_sample(
     geneval_fraction: float = 0.5,
     objects: int | None = None,
     caption_style: str = "compact",
+    object_scale: float = 1.0,
 ) -> WorldSample:
     """Sample `index` of the run with `seed`: scene, image and both captions."""
-    scene = sample_scene(sample_seed(seed, index), geneval_fraction=geneval_fraction, objects=objects)
+    scene = sample_scene(sample_seed(seed, index), geneval_fraction, objects, object_scale)
     return WorldSample(
         key=f"{index:08d}",
         image=render_scene(scene, height, width),
@@ -93,6 +94,7 @@ def write_shards(
     start: int = 0,
     objects: int | None = None,
     caption_style: str = "compact",
+    object_scale: float = 1.0,
 ) -> list[str]:
     """Write samples start .. start+n-1 to out_dir/world-000000.tar, ...; returns the shard paths.
 
@@ -101,7 +103,8 @@ def write_shards(
     Splitting 0..N-1 into ranges with `start` gives the same samples as one run, so a set can be
     written by several processes. `objects` = N: every scene is a free scene of exactly N objects (a
     curriculum stage) instead of the training mixture. `caption_style` is the dense caption's style
-    ("compact" or "verbose", `lens.world.captions.CAPTION_STYLES`).
+    ("compact" or "verbose", `lens.world.captions.CAPTION_STYLES`); `object_scale` multiplies every
+    object's size (`lens.world.sampler.build_scene`).
     """
     sizes = list(sizes) if sizes else [(height, width)]
     for h, w in sizes:
@@ -114,6 +117,7 @@ def write_shards(
         raise LensError(f"unknown caption style {caption_style!r}; use one of {', '.join(CAPTION_STYLES)}")
     if not 0.0 <= geneval_fraction <= 1.0:
         raise LensError(f"geneval_fraction must be in 0..1, got {geneval_fraction}")
+    check_object_scale(object_scale)
     os.makedirs(out_dir, exist_ok=True)
     if glob.glob(os.path.join(out_dir, "world-*.tar")):
         raise LensError(f"{out_dir} already holds world shards; pick an empty folder or delete them first")
@@ -123,7 +127,7 @@ def write_shards(
         with ShardWriter(path) as sink:
             for i in range(first, min(first + shard_size, start + n)):
                 h, w = sizes[i % len(sizes)]
-                sample = make_sample(seed, i, h, w, geneval_fraction, objects, caption_style)
+                sample = make_sample(seed, i, h, w, geneval_fraction, objects, caption_style, object_scale)
                 sink.write(sample_members(sample))
         paths.append(path)
     return paths
