@@ -122,7 +122,7 @@ def ray_serving(config: ServeConfig, replicas: int, host: str = "127.0.0.1", por
     gpus = 1 if config.device_here().startswith("cuda") else 0
     try:
         serve.start(http_options={"host": host, "port": port})
-    except Exception as err:  # noqa: BLE001 - Ray raises its own actor errors when the proxy cannot start
+    except Exception as err:  # Ray raises its own actor errors (not RuntimeError) when the proxy cannot start
         raise LensError(
             f"Ray Serve's HTTP proxy did not start on {host}:{port} ({type(err).__name__}); on a busy machine "
             "raise RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S in the cluster's environment"

@@ -42,7 +42,10 @@ def build_model(model_cfg, seed: int = 0) -> LensTransformer2DModel:
     model = LensTransformer2DModel.from_pretrained(str(folder), torch_dtype=torch.float32)
     wanted = model_cfg.model_kwargs()
     found = {k: model.config.get(k) for k in wanted}
-    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+
+    def norm(v):
+        return list(v) if isinstance(v, (list, tuple)) else v
+
     diff = [
         f"{k}: config {norm(wanted[k])} vs weights {norm(found[k])}"
         for k in wanted

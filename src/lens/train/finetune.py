@@ -134,17 +134,18 @@ def scan_shards(paths: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
 
 def plan_buckets(sizes: list[tuple[int, int]], height: int, width: int, batch_size: int = 1) -> str:
     """`data.buckets` for these images: their aspect ratios snapped to the Lens ratios, at height x width's area."""
-    from lens.resolution import PATCH_PIXELS, RATIOS
+    from lens.resolution import PATCH_PIXELS, RATIOS, Bucket, nearest_bucket
 
     if not sizes:
         raise LensError("no captioned, readable image to train on")
-    ratios = [int(w) / int(h) for w, h in (r.split(":") for r in RATIOS)]  # RATIOS are W:H
-    area, used = height * width, {}
-    for h, w in sizes:
-        r = min(ratios, key=lambda x: abs(math.log(x * h / w)))
-        side = lambda v: max(PATCH_PIXELS, round(v / PATCH_PIXELS) * PATCH_PIXELS)  # noqa: E731
-        key = (side(math.sqrt(area / r)), side(math.sqrt(area * r)))
-        used[key] = used.get(key, 0) + 1
+
+    def side(v: float) -> int:
+        return max(PATCH_PIXELS, round(v / PATCH_PIXELS) * PATCH_PIXELS)
+
+    area, candidates = height * width, []
+    for ratio in (int(w) / int(h) for w, h in (r.split(":") for r in RATIOS)):  # RATIOS are W:H
+        candidates.append(Bucket(side(math.sqrt(area / ratio)), side(math.sqrt(area * ratio)), batch_size))
+    used = Counter((b.height, b.width) for b in (nearest_bucket(h, w, candidates) for h, w in sizes))
     return ",".join(f"{h}x{w}:{batch_size}" for h, w in sorted(used))
 
 
