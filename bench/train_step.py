@@ -27,7 +27,7 @@ import torch
 
 from lens.model.flops import train_step_flops
 from lens.train.batches import assemble
-from lens.train.export import build_model
+from lens.train.denoiser import build_model
 from lens.train.metrics import peak_flops, peak_memory_gb
 from lens.train.objective import draw_noise, flow_matching_loss, step_generator
 from lens.train.parallelize import apply_ac, apply_compile, apply_fsdp

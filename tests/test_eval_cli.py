@@ -1,4 +1,5 @@
-"""`lens eval probe | x0 | gate | colour-share` and `nano-run --caption-style` on a tiny saved pipeline."""
+"""`lens eval probe | x0 | gate | colour-share | object-gain` and `nano-run --caption-style` on a tiny saved
+pipeline."""
 
 import json
 
@@ -45,7 +46,7 @@ def _rows(out: str, start: str) -> list[list[str]]:
 
 def test_probe_prints_the_librarys_scores_per_model(model, encoded, capsys):
     from lens.inference import load_pipeline
-    from lens.nano.probes import pipeline_colour_swap, probe_scenes
+    from lens.research.probes import pipeline_colour_swap, probe_scenes
 
     args = ["eval", "probe", "--model", model, model, "--scenes", "3", "--objects", "0"]
     assert main(args + ["--sigmas", "0.5", "1", "--caption-style", "verbose", "--threads", "1"]) == 0
@@ -64,7 +65,7 @@ def test_x0_grid_writes_scenes_over_predictions(model, encoded, tmp_path, capsys
     from PIL import Image
 
     from lens.inference import load_pipeline
-    from lens.nano.probes import probe_scenes, x0_grid, x0_reader
+    from lens.research.probes import probe_scenes, x0_grid, x0_reader
 
     out = tmp_path / "x0.png"
     args = ["eval", "x0", "--model", model, "--out", str(out), "--scenes", "3", "--sigmas", "0.5", "1"]
@@ -96,7 +97,7 @@ def test_colour_share_defaults_to_the_bundled_model(model, monkeypatch, capsys):
     from pathlib import Path
 
     import lens.inference
-    from lens.nano.contrast import pipeline_colour_share
+    from lens.research.colour_share import pipeline_colour_share
 
     monkeypatch.setattr(lens.inference, "BUNDLED_MODEL", Path(model))
     assert main(["eval", "colour-share", "--scenes", "4", "--caption-style", "verbose"]) == 0
@@ -145,3 +146,23 @@ def test_the_cli_offers_the_worlds_caption_styles():
     from lens.world.captions import CAPTION_STYLES as WORLD_STYLES
 
     assert CAPTION_STYLES == WORLD_STYLES
+
+
+def test_object_gain_prints_the_librarys_table(model, capsys):
+    from lens.inference import load_pipeline
+    from lens.research.object_gain import format_gain, object_gain
+
+    assert (
+        main(["eval", "object-gain", "--model", model, "--scenes", "3", "--objects", "1", "--threads", "1"])
+        == 0
+    )
+    result = object_gain(load_pipeline(model, device="cpu"), 3, 1)
+    assert 0.0 < result["object_tokens"] < 1.0 and [r["sigma"] for r in result["rows"]] == [
+        0.3,
+        0.5,
+        0.7,
+        0.9,
+    ]
+    out = capsys.readouterr().out
+    assert f"object tokens are {result['object_tokens']:.1%} of all" in out and format_gain(result) in out
+    assert main(["eval", "object-gain", "--model", model, "--objects", "5"]) == 2

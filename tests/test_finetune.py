@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 
 from lens.cli import main
 from lens.errors import LensError
+from lens.finetune import finetune, plan_buckets
 from lens.pipeline import LensPipeline
 from lens.testing import tiny_random_pipeline
-from lens.train.finetune import finetune, plan_buckets
 
 SIZES = [(64, 64), (64, 64), (48, 80), (80, 48), (64, 64), (72, 56)]  # (height, width)
 FAST = ["--set", "optim.lr=1e-2", "--set", "log.sample_steps=2", "--set", "data.workers=0"]

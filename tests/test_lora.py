@@ -14,11 +14,11 @@ from safetensors.torch import save_file
 
 from lens.cli import main
 from lens.errors import LensError
+from lens.export import load_run
 from lens.lora import DEFAULT_TARGETS, add_lora, has_lora, resolve_targets, save_lora, use_lora
 from lens.model.transformer import LensTransformer2DModel
 from lens.testing import randomise_lora_b, tiny_random_pipeline
 from lens.train.checkpoint import checkpoint_keys, latest_checkpoint
-from lens.train.export import load_run
 from lens.train.loop import train
 from lens.train.presets import load_config
 

@@ -11,8 +11,8 @@ from lens.errors import LensError
 from lens.eval import nano_prompts
 from lens.eval.nano_eval import evaluate
 from lens.eval.sweep import format_rows, settings, sweep
-from lens.nano.experiments import format_table, table
 from lens.nano.recipe import write_world
+from lens.research.captions import format_table, table
 from lens.testing import tiny_random_pipeline
 from lens.world import read_shards, reason, render_scene, write_shards
 

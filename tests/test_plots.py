@@ -21,7 +21,7 @@ def test_bar_chart_draws_one_colour_per_series(tmp_path):
 
 
 def test_line_chart_and_the_caption_experiment_plot(tmp_path):
-    from lens.nano.experiments import plot
+    from lens.research.captions import plot
 
     path = line_chart(tmp_path / "l.png", {"a": [(0, 0.1), (300, 0.4)], "b": [(0, 0.2)]}, "t", "step", "y")
     assert {COLOURS[0], COLOURS[1]} <= _colours(path)

@@ -10,10 +10,10 @@ from safetensors.torch import load_file
 
 from lens.cli import main
 from lens.errors import LensError
+from lens.export import load_run
 from lens.pipeline import LensPipeline
 from lens.rl import load_rl_config, rl
 from lens.rl.loop import RLTrainer
-from lens.train.export import load_run
 from lens.train.metrics import read_rows
 
 

@@ -96,7 +96,8 @@ def test_config_files_round_trip_and_extend_presets(tmp_path):
 @pytest.mark.parametrize(
     "spec, words",
     [
-        ("500x500:4", "multiples of 16"),
+        ("500x500:4", "height=500 is not a multiple of 16"),
+        ("64x64:four", "not HxW:batch"),
         ("512x512", "no batch size"),
         ("big", "not HxW:batch"),
         ("64x64:2,64x64:3", "twice"),

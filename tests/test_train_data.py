@@ -10,11 +10,13 @@ from PIL import Image
 
 from lens.data.shards import ShardWriter
 from lens.errors import LensError
+from lens.source.spec import expand_shards
+from lens.source.tar import TarSource
+from lens.source.world import write_synthetic_shards
 from lens.train.buckets import parse_buckets
 from lens.train.loader import TrainLoader, epoch_order, merge_states
 from lens.train.presets import load_config
-from lens.train.samples import choose_caption, expand_shards
-from lens.train.synthetic import write_synthetic_shards
+from lens.train.samples import choose_caption
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,7 @@ def _loader(paths, rank=0, world=1, **overrides):
     buckets = parse_buckets(cfg.data.buckets)
     tokens = cfg.data.pack_tokens or 48
     return TrainLoader(
-        paths, buckets, cfg.data, seed=3, rank=rank, world=world, pack_tokens=tokens, kind="images"
+        TarSource(paths), buckets, cfg.data, seed=3, rank=rank, world=world, pack_tokens=tokens, kind="images"
     )
 
 

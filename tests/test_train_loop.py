@@ -83,8 +83,9 @@ def test_text_gain_per_stored_size_and_caption(debug_run, capsys, tmp_path):
 
 
 def test_export_loads_as_a_pipeline_and_seeds_fine_tuning(debug_run, tmp_path):
+    from lens.export import load_run
     from lens.pipeline import LensPipeline
-    from lens.train.export import build_model, load_run
+    from lens.train.denoiser import build_model
 
     out = tmp_path / "pipe"
     assert main(["export", str(debug_run), str(out)]) == 0

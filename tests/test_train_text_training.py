@@ -7,11 +7,11 @@ import torch
 
 from lens.cli import main
 from lens.errors import LensError
+from lens.export import load_run, load_trained_text
+from lens.source.world import write_synthetic_shards
 from lens.train.encoders import build_text
-from lens.train.export import load_run, load_trained_text
 from lens.train.loop import train
 from lens.train.presets import load_config
-from lens.train.synthetic import write_synthetic_shards
 
 FAST = ["log.eval_every=4", "log.sample_every=0", "log.tensorboard=false", "checkpoint.interval=2"]
 
@@ -82,8 +82,7 @@ def test_a_trained_lm_needs_the_caption_text_of_feature_samples():
     from lens.resolution import Bucket
     from lens.train.batches import encode_microbatch
     from lens.train.encoders import FrozenEncoders
-    from lens.train.loader import Microbatch
-    from lens.train.samples import Sample
+    from lens.train.samples import Microbatch, Sample
 
     encoders = FrozenEncoders(load_config("debug"), torch.device("cpu"), vae=False, text=True)
     encoders.train_text(scratch=False, seed=0)

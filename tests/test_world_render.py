@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from lens.errors import LensError
-from lens.world import parse_size, render_scene, sample_scene
+from lens.resolution import parse_size
+from lens.world import render_scene, sample_scene
 from lens.world.background import render_background
 from lens.world.sampler import build_scene
 

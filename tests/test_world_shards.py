@@ -132,7 +132,7 @@ def test_training_synthetic_shards_are_world_shards(tmp_path):
     """data.shards=synthetic and `lens world generate` share one writer: the same members and the same
     scene-graph JSON for the same world sample."""
     from lens.data.shards import iter_shard
-    from lens.train.synthetic import SIZES, write_synthetic_shards
+    from lens.source.world import SIZES, write_synthetic_shards
     from lens.world import make_sample
     from lens.world.shards import sample_members
 

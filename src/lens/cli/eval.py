@@ -66,7 +66,7 @@ def register(subparsers) -> None:
         help="the colour-swap probe: does a model colour what its caption names?",
         description="Held-out scenes at each pipeline's native size, dense captions: with the same noisy "
         "latents, the x0 predictions under the true caption and under a copy whose object colour (or plain "
-        "background tone) is swapped are decoded and compared (lens.nano.probes). Prints `swap` per sigma, "
+        "background tone) is swapped are decoded and compared (lens.research.probes). Prints `swap` per sigma, "
         "1 = follows the colour word, 0 = ignores it, and in brackets `anywhere`, the colour wherever the "
         "model puts it. Runs on the CPU.",
     )
@@ -88,7 +88,7 @@ def register(subparsers) -> None:
         "x0",
         help="a grid of a model's x0 predictions by noise level: where does it stop reading shapes?",
         description="Held-out free scenes (top row), noised to each sigma with fixed noise, and the model's "
-        "x0 prediction under each scene's own caption decoded below (lens.nano.probes.x0_grid). Runs on the CPU.",
+        "x0 prediction under each scene's own caption decoded below (lens.research.probes.x0_grid). Runs on the CPU.",
     )
     x.add_argument("--model", help=f"pipeline folder (default: {BUNDLED})")
     x.add_argument("--out", required=True, help="PNG file to write")
@@ -120,7 +120,7 @@ def register(subparsers) -> None:
         help="how much of a colour token's text feature (after txt_in) its colour word decides",
         description="Captions held-out probe scenes once per colour of their first object and prints the "
         "share of the denoiser's projected text feature at the colour token that varies with the colour "
-        "word: 0 = the word changes nothing, ~1 = the token is all colour (lens.nano.contrast).",
+        "word: 0 = the word changes nothing, ~1 = the token is all colour (lens.research.colour_share).",
     )
     c.add_argument("--model", help=f"pipeline folder (default: {BUNDLED})")
     c.add_argument("--scenes", type=int, default=32, help="probe scenes (1-4 objects each)")
@@ -149,6 +149,19 @@ def register(subparsers) -> None:
     )
     t.add_argument("--json", help="also write the rows (with each run's name and the caption) to this file")
     t.set_defaults(func=_text_gain)
+
+    o = sub.add_parser(
+        "object-gain",
+        help="where the caption helps: its loss gain on object tokens vs background tokens",
+        description="Held-out scenes at the pipeline's native size, encoded with its VAE and LM (dense "
+        "captions); per sigma, the velocity loss with the caption, with the null condition and the "
+        "difference, on the tokens the objects cover and on the rest (lens.research.object_gain). Runs on the CPU.",
+    )
+    o.add_argument("--model", help=f"pipeline folder (default: {BUNDLED})")
+    o.add_argument("--scenes", type=int, default=48)
+    o.add_argument("--objects", type=int, default=0, help="objects per scene (0: the world's 1-4)")
+    o.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    o.set_defaults(func=_object_gain)
 
     r = sub.add_parser(
         "render-reference", help="render the world's own images for each prompt (a perfect generator)"
@@ -188,7 +201,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from lens.eval.sweep import format_rows, settings, sweep
     from lens.inference import load_pipeline
-    from lens.world.render import parse_size
+    from lens.resolution import parse_size
 
     if args.n_samples < 1 or args.steps < 1 or args.batch_size < 1:
         raise LensError("--n-samples, --steps and --batch-size must be at least 1")
@@ -214,7 +227,7 @@ def _probe(args: argparse.Namespace) -> int:
     import torch
 
     from lens.inference import load_pipeline
-    from lens.nano.probes import pipeline_colour_swap
+    from lens.research.probes import pipeline_colour_swap
 
     if args.threads < 1:
         raise LensError(f"--threads must be at least 1, got {args.threads}")
@@ -242,7 +255,7 @@ def _x0(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from lens.inference import load_pipeline
-    from lens.nano.probes import probe_scenes, x0_grid, x0_reader
+    from lens.research.probes import probe_scenes, x0_grid, x0_reader
     from lens.world.sampler import check_object_scale
 
     if args.scenes < 1 or not 0 <= args.objects <= 4:
@@ -286,7 +299,7 @@ def _gate(args: argparse.Namespace) -> int:
 
 def _colour_share(args: argparse.Namespace) -> int:
     from lens.inference import load_pipeline
-    from lens.nano.contrast import pipeline_colour_share
+    from lens.research.colour_share import pipeline_colour_share
 
     if args.scenes < 1:
         raise LensError(f"--scenes must be at least 1, got {args.scenes}")
@@ -299,8 +312,8 @@ def _colour_share(args: argparse.Namespace) -> int:
 
 
 def _text_gain(args: argparse.Namespace) -> int:
-    from lens.train.text_gain import run_text_gain
-    from lens.world.render import parse_size
+    from lens.research.text_gain import run_text_gain
+    from lens.resolution import parse_size
 
     sizes = [parse_size(s) for s in args.sizes]
     print(f"captions: {args.caption}")
@@ -322,10 +335,25 @@ def _text_gain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _object_gain(args: argparse.Namespace) -> int:
+    import torch
+
+    from lens.inference import load_pipeline
+    from lens.research.object_gain import format_gain, object_gain
+
+    if args.scenes < 1 or not 0 <= args.objects <= 4 or args.threads < 1:
+        raise LensError("--scenes and --threads must be at least 1 and --objects 0..4")
+    torch.set_num_threads(args.threads)
+    result = object_gain(load_pipeline(args.model, device="cpu"), args.scenes, args.objects or None)
+    print(f"{args.scenes} scenes; object tokens are {result['object_tokens']:.1%} of all")
+    print(format_gain(result))
+    return 0
+
+
 def _reference(args: argparse.Namespace) -> int:
     from lens.eval.prompts import read_prompts
     from lens.eval.reference import render_reference
-    from lens.world.render import parse_size
+    from lens.resolution import parse_size
 
     h, w = parse_size(args.size)
     prompts = read_prompts(args.prompts) if args.prompts else None

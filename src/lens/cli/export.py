@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from lens.train.export import export_run
+    from lens.export import export_run
 
     out = export_run(
         args.run_dir, args.out_dir, weights=args.weights, step=args.step, dtype=args.dtype, lora=args.lora

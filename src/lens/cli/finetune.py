@@ -38,7 +38,7 @@ def run(args) -> int:
         raise LensError(f"--steps must be >= 1, got {args.steps}")
     if args.batch_size < 1:
         raise LensError(f"--batch-size must be >= 1, got {args.batch_size}")
-    from lens.train.finetune import finetune
+    from lens.finetune import finetune
 
     result = finetune(
         args.data, args.base, args.out, lora_rank=0 if args.full else args.lora_rank, steps=args.steps,

@@ -159,7 +159,7 @@ def run_captions(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from lens.nano.experiments import captions, format_loss_table, format_table, loss_table, plot
+    from lens.research.captions import captions, format_loss_table, format_table, loss_table, plot
 
     policies = tuple(args.policies)
     rows = captions(

@@ -8,6 +8,8 @@ never contain dots. Extensions used by Lens:
   `source`, `alt` (existing alt text or null), `orig` (format/mode/size before normalising),
   `filters` ({stage: {"score": float|null, "keep": bool}}), `caption` (model, tokens, attempts...).
 - `caption.txt`: the dense caption (training text). `brief.txt`: a brief caption (ablations only).
+- `features.safetensors`: `lens prepare`'s latent and caption features, in place of the image
+  (`lens.source.tar` reads and writes these samples).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ IMAGE_EXTS = ("jpg", "png", "webp")
 META_EXT = "json"
 DENSE_EXT = "caption.txt"
 BRIEF_EXT = "brief.txt"
+FEATURES_EXT = "features.safetensors"
 CAPTION_EXTS = {"dense": DENSE_EXT, "brief": BRIEF_EXT}
 
 _BUCKETS = lens_buckets()

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from lens.train.previews import image_grid, sample_latents, write_preview
+from lens.train.previews import sample_latents, write_preview
 
 
 class Comparison:
@@ -50,9 +49,6 @@ class Comparison:
         gap = self.gap(latents)
         columns = len(self.cfg.log.sample_prompts)
         images = self.encoders.decode_latents(torch.cat(latents))
-        path = write_preview(run_dir, step, images, columns=columns)
-        metrics.image(
-            "samples", torch.from_numpy(np.array(image_grid(images, columns))).permute(2, 0, 1), step
-        )
+        path = write_preview(run_dir, step, images, metrics, columns=columns)
         metrics.scalars(step, {"eval/teacher_gap": gap})
         return path, gap

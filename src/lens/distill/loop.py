@@ -43,6 +43,7 @@ from lens.distill.losses import (
     x0_prediction,
 )
 from lens.distill.student import check_out, export_student, student_scheduler, student_x0, teacher_folder
+from lens.export import cast_weights
 from lens.latents import to_tokens
 from lens.model.flops import forward_flops
 from lens.sampling.euler import denoiser_velocity
@@ -50,9 +51,8 @@ from lens.sampling.guidance import apply_cfg
 from lens.sampling.schedule import noised
 from lens.train.config import Config, EncoderConfig, ModelConfig
 from lens.train.encoders import FrozenEncoders
-from lens.train.export import cast_weights
 from lens.train.faults import disk_errors
-from lens.train.loop import log
+from lens.train.logs import log
 from lens.train.metrics import Metrics, timer
 from lens.train.postrun import PostTrainer
 from lens.train.posttrain import derived_seed, read_prompts

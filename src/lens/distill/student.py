@@ -74,8 +74,8 @@ def export_student(run_dir: str | Path, out: str | Path | None = None, step: int
     sigmas in the scheduler config, and model_index.json defaults of its step count and guidance 1."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
+    from lens.export import cast_weights, write_pipeline
     from lens.model.transformer import LensTransformer2DModel
-    from lens.train.export import cast_weights, write_pipeline
 
     run_dir = Path(run_dir)
     cfg = load_distill_config(str(run_dir / "distill.json"))

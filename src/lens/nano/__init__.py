@@ -7,7 +7,9 @@
 - `lens.nano.latent_stats`: the VAE's BatchNorm statistics from its training latents, PSNR, pictures.
 - `lens.nano.loop`: the shared training loop (warm-up + cosine LR, step or time budget, loss log).
 - `lens.nano.build`: `build_components`, all of the above into `tokenizer/`, `text_encoder/`, `vae/`.
-- `lens.nano.probes`: the colour-swap probe of what a trained denoiser takes from its caption.
+- `lens.nano.recipe` / `lens.nano.bundle`: `lens nano build`, and the frozen and bundled folders.
+
+The probes and experiments run on these models live in `lens.research`.
 
 Submodules are imported explicitly so that `import lens.nano` stays free of torch.
 """

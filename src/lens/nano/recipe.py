@@ -82,7 +82,7 @@ def write_world(out: Path, n: int, seed: int, jobs: int, style: str = "compact")
 def _prepare_part(args: tuple) -> int:
     import torch
 
-    from lens.train.prepare import prepare_shards
+    from lens.featurise import prepare_shards
     from lens.train.presets import load_config
 
     items, source, folder, rank, world = args
@@ -135,10 +135,10 @@ def train_config(out: Path, overrides: list[str]):
 
 def build(out_dir: str | Path, recipe: Recipe) -> dict:
     """Run every stage not yet done; returns {"pipeline": path, "rows": eval rows, "guidance": best}."""
+    from lens.export import export_run
     from lens.nano.build import MANIFEST, build_components, plan_for_budget
     from lens.nano.bundle import folder_mb, frozen_folder, set_defaults
     from lens.train.checkpoint import latest_checkpoint
-    from lens.train.export import export_run
     from lens.train.loop import train
 
     out = Path(out_dir)

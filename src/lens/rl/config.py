@@ -168,7 +168,7 @@ def load_rl_config(spec: str, overrides: list[str] | None = None) -> RLConfig:
 # ---------------------------------------------------------------------- the training engine's view
 def training_view(cfg: RLConfig, base: Path, base_config: dict):
     """The training `Config` of this run (RUN_DIR/config.json): the LoRA on the base `base`, whose
-    transformer config is `base_config`; `lens export` and `lens.train.export.load_run` read it."""
+    transformer config is `base_config`; `lens export` and `lens.export.load_run` read it."""
     from lens.train.config import Config, DataConfig, EncoderConfig, LogConfig, ModelConfig, TrainConfig
 
     shape = ModelConfig().model_kwargs()  # the fields that describe the denoiser, not how it trains

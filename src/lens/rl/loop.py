@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lens.errors import LensError
@@ -28,12 +27,12 @@ from lens.sampling.schedule import noised
 from lens.train.batches import assemble
 from lens.train.encoders import FrozenEncoders
 from lens.train.faults import disk_errors
-from lens.train.loop import log
+from lens.train.logs import log
 from lens.train.metrics import Metrics, timer
 from lens.train.objective import step_generator
 from lens.train.postrun import PostTrainer
 from lens.train.posttrain import pipeline_folder, read_prompts
-from lens.train.previews import image_grid, sample_latents, write_preview
+from lens.train.previews import sample_latents, write_preview
 
 
 def run_dir_of(cfg: RLConfig) -> Path:
@@ -104,11 +103,7 @@ class RLTrainer(PostTrainer):
                 self.info.device, self.autocast_dtype,
             )  # fmt: skip
         images = self.encoders.decode_latents(latents)
-        path = write_preview(self.run_dir, self.step, images)
-        self.metrics.image(
-            "samples", torch.from_numpy(np.array(image_grid(images))).permute(2, 0, 1), self.step
-        )
-        log.info("wrote %s", path)
+        log.info("wrote %s", write_preview(self.run_dir, self.step, images, self.metrics))
 
     def counts(self, ro: Rollouts) -> list[float]:
         """[images, image tokens, text tokens, padding tokens, FLOPs] of a step, for the throughput log:

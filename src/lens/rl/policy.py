@@ -21,7 +21,7 @@ def build_policy(view, activation_checkpointing: bool, device: torch.device) -> 
     """The base denoiser of `view` (a training Config) with a fresh LoRA adapter (an exact no-op at
     first); only the adapter trains."""
     from lens.lora import add_lora
-    from lens.train.export import build_model
+    from lens.train.denoiser import build_model
     from lens.train.parallelize import apply_ac
 
     model = build_model(view.model, view.train.seed)

@@ -16,8 +16,7 @@ from torch import Tensor
 from lens.errors import LensError
 from lens.latents import to_tokens
 from lens.model.layout import Pack
-from lens.train.loader import Microbatch
-from lens.train.samples import to_pixels
+from lens.train.samples import Microbatch, to_pixels
 
 
 @dataclass

@@ -7,13 +7,11 @@ sizes (24 / 10 / 6 at 512^2 / 768^2 / 1024^2 in the recipe) keep step times simi
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from PIL import Image
 
 from lens.errors import LensError
-from lens.resolution import PATCH_PIXELS, Bucket, lens_buckets, nearest_bucket
+from lens.resolution import Bucket, lens_buckets, nearest_bucket, parse_size
 
 _NAMED = {
     "lens": (512, 768, 1024),
@@ -21,7 +19,6 @@ _NAMED = {
     "lens-768": (768,),
     "lens-1024": (1024,),
 }
-_ITEM = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*(?::\s*(\d+))?\s*$")
 
 
 def parse_buckets(spec: str, batch_size: int = 0) -> list[Bucket]:
@@ -31,20 +28,18 @@ def parse_buckets(spec: str, batch_size: int = 0) -> list[Bucket]:
     else:
         buckets = []
         for item in spec.split(","):
-            m = _ITEM.match(item)
-            if not m:
+            size, colon, batch = item.partition(":")
+            if "x" not in size.lower() or (colon and not batch.strip().isdigit()):
                 raise LensError(
                     f"bucket {item!r} in data.buckets={spec!r} is not HxW:batch; write e.g. "
                     f"'512x512:24,384x672:24' or use one of {', '.join(_NAMED)}"
                 )
-            h, w = int(m.group(1)), int(m.group(2))
-            if h % PATCH_PIXELS or w % PATCH_PIXELS or h <= 0 or w <= 0:
-                raise LensError(f"bucket {h}x{w}: sides must be positive multiples of {PATCH_PIXELS}")
-            if m.group(3) is None and batch_size <= 0:
+            h, w = parse_size(size.strip(), f"bucket {item.strip()!r}")
+            if not colon and batch_size <= 0:
                 raise LensError(
                     f"bucket {item!r} has no batch size; write {h}x{w}:BATCH or set data.batch_size"
                 )
-            buckets.append(Bucket(h, w, int(m.group(3) or 1)))
+            buckets.append(Bucket(h, w, int(batch) if colon else 1))
     if batch_size > 0:
         buckets = [Bucket(b.height, b.width, batch_size) for b in buckets]
     if any(b.batch_size < 1 for b in buckets):

@@ -35,7 +35,7 @@ class ModelConfig:
     pos_embed: str = "rope"  # rope (Lens) | rope+sincos (adds absolute 2-D image positions; not Lens)
     mlp_conv_kernel: int = 0  # 0 (Lens) | odd k: depthwise k x k conv in the image MLPs (Mix-FFN; not Lens)
     # default | whiten: fold per-layer centring + whitening of the text features (estimated on the
-    # first `whiten_samples` training captions) into txt_in at init (`lens.nano.contrast`)
+    # first `whiten_samples` training captions) into txt_in at init (`lens.train.denoiser.fold_whitening`)
     txt_in_init: str = "default"
     whiten_samples: int = 512
     init_from: str = ""  # pipeline or transformer folder (released or `lens export`ed) to fine-tune from
@@ -76,9 +76,9 @@ class EncoderConfig:
 class DataConfig:
     """Shards, buckets or packing, shuffling and caption policy."""
 
-    shards: str = (
-        "synthetic"  # folder, glob, brace pattern (a-{000..009}.tar) or comma list; "synthetic" = make some
-    )
+    # tar shards or .parquet files: a folder, glob, brace pattern (a-{000..009}.tar) or comma list;
+    # "synthetic" = make some (lens.source.spec)
+    shards: str = "synthetic"
     kind: str = "auto"  # images | features | auto (decided from the first sample)
     buckets: str = "lens"  # lens | lens-512 | lens-768 | lens-1024 | "HxW:batch,HxW:batch,..."
     batch_size: int = 0  # > 0 replaces every bucket's per-rank batch size
@@ -95,6 +95,11 @@ class DataConfig:
     workers: int = 4  # image-decoding threads (0 or 1 = decode in the loader thread)
     synthetic_samples: int = 96  # for shards="synthetic"
     synthetic_shards: int = 4
+    # parquet sources (e.g. a Hugging Face dataset's files): the image column ({bytes, path} structs,
+    # bytes or paths) and the caption columns; brief_column "" = none
+    image_column: str = "image"
+    caption_column: str = "caption"
+    brief_column: str = ""
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Periodic evaluation hooks (`log.evals`), run every `log.eval_every` steps and at step 0.
 
-- `val-loss`: the flow-matching loss of a fixed set of samples (the first ones of the first shard,
+- `val-loss`: the flow-matching loss of a fixed set of samples (the first ones of the source's first part,
   dense captions, no dropout) at fixed sigmas 0.1..0.9 with fixed noise. Unlike the training loss it
   does not jump with the random sigmas of a step, so it shows progress from the first hundred steps.
   The same samples and noise under the null condition give `eval/val_loss_null`, and
@@ -9,7 +9,7 @@
 - `gate`: the colour/shape gate (`lens.eval.gates`): "a photo of a {colour} {shape}" for every
   chromatic colour x shape x 2 seeds, sampled like the previews; logs `eval/gate/colour|shape|both`.
 - `colour-share`: the colour-word share of the text features after the denoiser's `txt_in`
-  (`lens.nano.contrast`) on 32 held-out probe scenes: how much of a colour token the colour word decides.
+  (`lens.research.colour_share`) on 32 held-out probe scenes: how much of a colour token the colour word decides.
 - `nano-eval`: Nano-Eval (`lens.eval.nano_eval.evaluate`), one image per prompt of its suite, sampled
   with the training model at `log.sample_size` / `sample_steps` / `sample_guidance`, prompted twice:
   with the short prompts (`eval/nano/*`) and with the nano reasoner's dense rewrites
@@ -29,20 +29,19 @@ import os
 
 import torch
 
-from lens.data.shards import iter_shard
+from lens.source.base import BadSample, Source
 from lens.train.batches import encode_microbatch
-from lens.train.loader import Microbatch
 from lens.train.objective import draw_noise, flow_matching_loss
-from lens.train.samples import BadSample, decode_sample, stored_size
+from lens.train.samples import Microbatch, decode_sample
 
 log = logging.getLogger("lens.train")
 VAL_SIGMAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 def fixed_samples(
-    shard_paths, buckets, data_cfg, seed: int, n: int, caption: str = "dense", size=None
+    source: Source, buckets, data_cfg, seed: int, n: int, caption: str = "dense", size=None
 ) -> list:
-    """The first `n` readable samples of the shards, with their `caption` ("dense" | "brief"), no dropout.
+    """The first `n` readable samples of the source, with their `caption` ("dense" | "brief"), no dropout.
 
     `size` (height, width) keeps only samples stored at exactly that size (no resizing), so a loss can
     be read per resolution; the buckets must then include that size.
@@ -50,13 +49,13 @@ def fixed_samples(
     data_cfg = copy.copy(data_cfg)
     data_cfg.caption, data_cfg.caption_dropout = caption, 0.0
     samples = []
-    for shard, path in enumerate(shard_paths):
-        for raw in iter_shard(path):
+    for part in range(len(source.parts)):
+        for record in source.records(part):
             try:
-                sample = decode_sample(raw, shard, 0, buckets, data_cfg, seed)
+                sample = decode_sample(record, part, 0, buckets, data_cfg, seed)
             except BadSample:
                 continue
-            if size is not None and stored_size(raw, sample) != tuple(size):
+            if size is not None and sample.stored_size != tuple(size):
                 continue
             samples.append(sample)
             if len(samples) >= n:
@@ -97,7 +96,7 @@ class ValLoss:
         cfg = trainer.cfg
         caption = "brief" if cfg.data.caption == "brief" else "dense"  # the style the run trains on
         self.samples = fixed_samples(
-            trainer.shard_paths, trainer.buckets, cfg.data, cfg.train.seed, n_samples, caption
+            trainer.source, trainer.buckets, cfg.data, cfg.train.seed, n_samples, caption
         )
         self.inputs, self.null_inputs = encode_fixed(self.samples, trainer.encoders, trainer.info.device)
 
@@ -149,12 +148,12 @@ class ColourShare:
     name = "colour-share"
 
     def __init__(self, trainer):
-        from lens.nano.probes import probe_scenes
+        from lens.research.probes import probe_scenes
 
         self.probes = probe_scenes(32, style=trainer.cfg.data.caption_style)
 
     def __call__(self, trainer) -> dict[str, float]:
-        from lens.nano.contrast import colour_word_share
+        from lens.research.colour_share import colour_word_share
 
         enc = trainer.encoders
         enc.load_text()

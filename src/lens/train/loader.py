@@ -1,16 +1,18 @@
-"""The training loader: shards -> shuffle buffer -> bucket batches or packs, with a saveable position.
+"""The training loader: a source's parts -> shuffle buffer -> bucket batches or packs, with a saveable
+position.
 
-Each rank reads its own share of the shards (`order(epoch)[rank::world]`; with fewer shards than ranks
-every rank reads all shards and keeps every world-th sample). Samples pass a shuffle buffer, then
+A source (`lens.source`) is a list of parts (shards, parquet row groups). Each rank reads its own
+share of them (`order(epoch)[rank::world]`; with fewer parts than ranks every rank reads all parts and
+keeps every world-th sample). Samples pass a shuffle buffer, then
 either wait in per-bucket lists until one bucket holds its batch size (so a rank draws one bucket per
 step, in proportion to the data) or fill a pack up to a token budget.
 
-The position is exact: shard cursor, samples read from the current shard, the shuffle generator and
-the references (shard, key, epoch) of every sample waiting in a buffer. Restoring re-reads those few
-samples from their shards. With a background prefetch thread the state handed out is the one that
+The position is exact: part cursor, samples read from the current part, the shuffle generator and
+the references (part, key, epoch) of every sample waiting in a buffer. Restoring re-reads those few
+samples from their parts. With a background prefetch thread the state handed out is the one that
 belongs to the last batch the trainer consumed, not the last one produced.
 
-Corrupt or missing shards and undecodable samples are logged, skipped and counted (`stats`).
+Corrupt or missing parts (`bad_shards`) and undecodable samples are logged, skipped and counted (`stats`).
 On a different number of processes see `merge_states`.
 """
 
@@ -28,10 +30,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from lens.data.shards import iter_shard
 from lens.errors import LensError
 from lens.resolution import Bucket
-from lens.train.samples import BadSample, Sample, decode_sample, sample_kind
+from lens.source.base import BadSample, Record, Source
+from lens.train.samples import Microbatch, Sample, decode_sample
 
 log = logging.getLogger("lens.train")
 STATE_VERSION = 1
@@ -40,24 +42,14 @@ STATE_VERSION = 1
 @dataclass
 class Cursor:
     epoch: int = 0
-    assigned: list[int] = field(default_factory=list)  # shard indices this rank reads this epoch
+    assigned: list[int] = field(default_factory=list)  # part indices this rank reads this epoch
     cursor: int = 0  # index into assigned
     offset: int = 0  # raw samples already read from assigned[cursor]
     completed: list[int] = field(default_factory=list)
     finished_prev: list[int] = field(default_factory=list)  # last epoch's assignment (all read)
-    stride: int = 1  # > 1 when there are fewer shards than ranks: keep every stride-th sample
+    stride: int = 1  # > 1 when there are fewer parts than ranks: keep every stride-th sample
     phase: int = 0
     partial: bool = False  # this epoch was re-split after a change of process count
-
-
-@dataclass
-class Microbatch:
-    samples: list[Sample]
-    packed: bool
-
-    @property
-    def image_tokens(self) -> int:
-        return sum(s.image_tokens for s in self.samples)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> list[int]:
@@ -67,8 +59,8 @@ def epoch_order(seed: int, epoch: int, n: int) -> list[int]:
 def merge_states(states: list[dict], rank: int, world: int, seed: int, n_shards: int) -> dict:
     """Position for `rank` of `world` from the saved states of a run with another process count.
 
-    Kept: the epoch (the lowest among old ranks) and the sample counters. Shards that any old rank
-    finished reading in that epoch are not read again; the remaining shards are split over the new
+    Kept: the epoch (the lowest among old ranks) and the sample counters. Parts that any old rank
+    finished reading in that epoch are not read again; the remaining parts are split over the new
     ranks and partially read ones start again from their first sample. Samples that sat in old
     shuffle or bucket buffers are dropped for the rest of the epoch. Model and optimiser state are
     unaffected (they are resharded exactly by DCP).
@@ -98,7 +90,7 @@ def merge_states(states: list[dict], rank: int, world: int, seed: int, n_shards:
 class TrainLoader:
     def __init__(
         self,
-        paths: list[str],
+        source: Source,
         buckets: list[Bucket],
         data_cfg,
         *,
@@ -108,7 +100,8 @@ class TrainLoader:
         pack_tokens: int = 0,
         kind: str = "auto",
     ):
-        self.paths, self.buckets, self.cfg = paths, buckets, data_cfg
+        self.source, self.buckets, self.cfg = source, buckets, data_cfg
+        self.n_parts = len(source.parts)
         self.seed, self.rank, self.world = seed, rank, world
         self.packing, self.pack_tokens = bool(data_cfg.packing), pack_tokens
         self.kind = None if kind == "auto" else kind
@@ -128,8 +121,8 @@ class TrainLoader:
 
     # ------------------------------------------------------------------ position
     def _fresh_cursor(self, epoch: int) -> Cursor:
-        order = epoch_order(self.seed, epoch, len(self.paths))
-        if len(self.paths) >= self.world:
+        order = epoch_order(self.seed, epoch, self.n_parts)
+        if self.n_parts >= self.world:
             return Cursor(epoch=epoch, assigned=order[self.rank :: self.world])
         return Cursor(epoch=epoch, assigned=order, stride=self.world, phase=self.rank)
 
@@ -138,7 +131,7 @@ class TrainLoader:
         return {
             "version": STATE_VERSION,
             "world": self.world,
-            "n_shards": len(self.paths),
+            "n_shards": self.n_parts,
             "cursor": copy.deepcopy(asdict(self.cursor)),
             "rng": copy.deepcopy(self.rng.bit_generator.state),
             "buffer": [list(s.ref) for s in self.buffer],
@@ -159,15 +152,15 @@ class TrainLoader:
         """Restore from the states of ALL ranks of the saved run (any process count)."""
         if self._gen is not None:
             raise RuntimeError("load_state_dict must be called before the first batch")
-        if any(s.get("n_shards") != len(self.paths) for s in states):
-            log.warning("the shard list changed since the checkpoint: the data loader starts a new epoch 0")
+        if any(s.get("n_shards") != self.n_parts for s in states):
+            log.warning("the data source changed since the checkpoint: the data loader starts a new epoch 0")
             return
         state = states[self.rank] if len(states) == self.world else None
         if state is None:
             log.warning(
                 "resuming %d-process loader state on %d processes (see merge_states)", len(states), self.world
             )
-            state = merge_states(states, self.rank, self.world, self.seed, len(self.paths))
+            state = merge_states(states, self.rank, self.world, self.seed, self.n_parts)
         self.cursor = Cursor(**state["cursor"])
         if state["rng"] is not None:
             self.rng.bit_generator.state = state["rng"]
@@ -180,48 +173,47 @@ class TrainLoader:
         self._state = self._snapshot()
 
     def _materialize(self, refs: list) -> list[Sample]:
-        """Read the samples named by (shard, key, epoch) refs again, in the given order."""
+        """Read the samples named by (part, key, epoch) refs again, in the given order."""
         wanted: dict[int, dict[str, int]] = {}
-        for shard, key, epoch in refs:
-            wanted.setdefault(shard, {})[key] = epoch
+        for part, key, epoch in refs:
+            wanted.setdefault(part, {})[key] = epoch
         found: dict[tuple[int, str], Sample] = {}
-        for shard, keys in wanted.items():
-            for raw in iter_shard(self.paths[shard]):
-                if raw["__key__"] in keys:
+        for part, keys in wanted.items():
+            for record in self.source.records(part):
+                if record.key in keys:
                     with contextlib.suppress(BadSample):  # counted when it was first read
-                        found[(shard, raw["__key__"])] = self._decode(raw, shard, keys[raw["__key__"]])
+                        found[(part, record.key)] = self._decode(record, part, keys[record.key])
         missing = len(refs) - len(found)
         if missing:
             log.warning("%d buffered samples could not be read again on resume; skipped", missing)
         return [found[(s, k)] for s, k, _ in refs if (s, k) in found]
 
     # ------------------------------------------------------------------ production
-    def _decode(self, raw: dict, shard: int, epoch: int) -> Sample:
-        sample = decode_sample(raw, shard, epoch, self.buckets, self.cfg, self.seed)
-        kind = sample_kind(sample)
+    def _decode(self, record: Record, part: int, epoch: int) -> Sample:
+        sample = decode_sample(record, part, epoch, self.buckets, self.cfg, self.seed)
         if self.kind is None:
-            self.kind = kind
-        elif kind != self.kind:
-            raise BadSample(f"{sample.key}: a {kind} sample among {self.kind} shards")
+            self.kind = sample.kind
+        elif sample.kind != self.kind:
+            raise BadSample(f"{sample.key}: a {sample.kind} sample among {self.kind} samples")
         return sample
 
     def _stream(self) -> Iterator[tuple]:
-        """("sample", shard, epoch, raw) in reading order, and ("end", cursor) after each epoch."""
+        """("sample", part, epoch, record) in reading order, and ("end", cursor) after each epoch."""
         while True:
             c = self.cursor
             while c.cursor < len(c.assigned):
-                shard = c.assigned[c.cursor]
+                part = c.assigned[c.cursor]
                 damage: list[str] = []
-                for i, raw in enumerate(iter_shard(self.paths[shard], damage)):
+                for i, record in enumerate(self.source.records(part, damage)):
                     if i < c.offset:
                         continue
                     c.offset = i + 1
                     if c.stride == 1 or i % c.stride == c.phase:
-                        yield "sample", shard, c.epoch, raw
+                        yield "sample", part, c.epoch, record
                 if damage:
                     self.counters["bad_shards"] += 1
                     log.warning("skipped damaged or missing shard: %s", damage[0])
-                c.completed.append(shard)
+                c.completed.append(part)
                 c.cursor, c.offset = c.cursor + 1, 0
             yield "end", c
             self.cursor = self._fresh_cursor(c.epoch + 1)
@@ -257,8 +249,8 @@ class TrainLoader:
                     c = item[1]
                     if good == 0 and c.assigned and not c.partial and not self._resumed:
                         raise LensError(
-                            f"rank {self.rank} read no usable sample in a whole epoch of {len(c.assigned)} shards "
-                            f"(e.g. {self.paths[c.assigned[0]]}); check data.shards and the shard format"
+                            f"rank {self.rank} read no usable sample in a whole epoch of {len(c.assigned)} parts "
+                            f"(e.g. {self.source.parts[c.assigned[0]]}); check data.shards and the shard format"
                         )
                     good, self._resumed = 0, False
                 elif isinstance(result, BadSample):

@@ -9,77 +9,33 @@ norm is not finite (on any rank: the checks use globally reduced values) is skip
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import signal
-import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lens.errors import LensError
 from lens.model.flops import train_step_flops
 from lens.resolution import parse_size
+from lens.source.spec import open_source
 from lens.train import previews
 from lens.train.batches import encode_microbatch
 from lens.train.buckets import default_pack_tokens, parse_buckets
 from lens.train.checkpoint import Checkpointer, latest_checkpoint, rng_state, set_rng_state
 from lens.train.config import Config
+from lens.train.denoiser import build_model, fold_whitening
 from lens.train.distributed import all_reduce_sum, barrier, init_distributed, shutdown
 from lens.train.ema import EMA
 from lens.train.encoders import FrozenEncoders
-from lens.train.evals import build_hooks
-from lens.train.export import build_model
+from lens.train.evals import build_hooks, fixed_samples
 from lens.train.faults import StopSignal, disk_errors
 from lens.train.loader import TrainLoader
+from lens.train.logs import close_logging, log, setup_logging
 from lens.train.metrics import Metrics, timer
 from lens.train.objective import draw_noise, flow_matching_loss, step_generator
 from lens.train.parallelize import parallelize
-from lens.train.samples import FEATURES_EXT, expand_shards
-from lens.train.synthetic import ensure_synthetic
-
-log = logging.getLogger("lens.train")
-
-
-def setup_logging(run_dir: Path, is_main: bool) -> None:
-    for h in [h for h in log.handlers if getattr(h, "_lens", False)]:
-        log.removeHandler(h)
-        h.close()
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    handlers = [logging.StreamHandler(sys.stderr)]
-    handlers[0].setLevel(logging.INFO if is_main else logging.WARNING)
-    if is_main:
-        handlers.append(logging.FileHandler(run_dir / "train.log"))
-    for h in handlers:
-        h._lens = True
-        h.setFormatter(fmt)
-        log.addHandler(h)
-
-
-def close_logging() -> None:
-    """Close the run's log file (RUN_DIR/train.log); the console handler stays."""
-    for h in [h for h in log.handlers if getattr(h, "_lens", False) and isinstance(h, logging.FileHandler)]:
-        log.removeHandler(h)
-        h.close()
-
-
-def detect_kind(paths: list[str]) -> str:
-    from lens.data.sample import IMAGE_EXTS
-    from lens.data.shards import iter_shard
-
-    for path in paths:
-        for raw in iter_shard(path):
-            if FEATURES_EXT in raw:
-                return "features"
-            if any(e in raw for e in IMAGE_EXTS):
-                return "images"
-    raise LensError(
-        f"none of the {len(paths)} shards holds a readable image or features sample (e.g. {paths[0]})"
-    )
 
 
 class Trainer:
@@ -101,21 +57,15 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
 
         # 1. data
-        spec = cfg.data.shards
-        if spec == "synthetic":
-            folder = self.run_dir / "data" / "synthetic"
-            if info.is_main:
-                ensure_synthetic(
-                    folder, cfg.data.synthetic_samples, cfg.data.synthetic_shards, cfg.train.seed
-                )
-            barrier(info)
-            spec = str(folder)
-        self.shard_paths = expand_shards(spec)
+        self.source = open_source(cfg.data.shards, cfg.data, self.run_dir / "data", cfg.train.seed)
+        if info.is_main:
+            self.source.materialise()
+        barrier(info)
         self.buckets = parse_buckets(cfg.data.buckets, cfg.data.batch_size)
-        self.kind = cfg.data.kind if cfg.data.kind != "auto" else detect_kind(self.shard_paths)
+        self.kind = cfg.data.kind if cfg.data.kind != "auto" else self.source.kind()
         pack_tokens = cfg.data.pack_tokens or default_pack_tokens(self.buckets)
         self.loader = TrainLoader(
-            self.shard_paths, self.buckets, cfg.data, seed=cfg.train.seed, rank=info.rank, world=info.world,
+            self.source, self.buckets, cfg.data, seed=cfg.train.seed, rank=info.rank, world=info.world,
             pack_tokens=pack_tokens, kind=self.kind,
         )  # fmt: skip
 
@@ -184,7 +134,7 @@ class Trainer:
         n_trained = sum(p.numel() for p in self.params)
         log.info(
             "run %s | %s shards (%s) | %d buckets%s | %.1fM parameters%s | %d process(es) on %s",
-            self.run_dir, len(self.shard_paths), self.kind, len(self.buckets),
+            self.run_dir, len(self.source.parts), self.kind, len(self.buckets),
             " (packed)" if cfg.data.packing else "", n_params / 1e6,
             f" ({n_trained / 1e6:.2f}M in the LoRA adapter)" if cfg.model.lora_rank > 0 else "",
             info.world, info.device,
@@ -193,13 +143,8 @@ class Trainer:
     # ------------------------------------------------------------------ helpers
     def whiten_text_input(self) -> None:
         """Fold the text features' per-layer whitening into txt_in (model.txt_in_init=whiten)."""
-        from lens.nano.contrast import fold_whitening
-        from lens.train.evals import fixed_samples
-
         cfg = self.cfg
-        samples = fixed_samples(
-            self.shard_paths, self.buckets, cfg.data, cfg.train.seed, cfg.model.whiten_samples
-        )
+        samples = fixed_samples(self.source, self.buckets, cfg.data, cfg.train.seed, cfg.model.whiten_samples)
         feats = [s.text for s in samples if s.text is not None]
         captions = [s.caption for s in samples if s.text is None and s.caption]
         if captions:
@@ -256,10 +201,7 @@ class Trainer:
             self._prompt_features = self.prompt_features(lg.sample_prompts)
         images = self.generate_images(lg.sample_prompts, lg.sample_seed, texts=self._prompt_features)
         if self.info.is_main:
-            path = previews.write_preview(self.run_dir, self.step, images)
-            grid = torch.from_numpy(np.array(previews.image_grid(images))).permute(2, 0, 1)  # (3, H, W)
-            self.metrics.image("samples", grid, self.step)
-            log.info("wrote %s", path)
+            log.info("wrote %s", previews.write_preview(self.run_dir, self.step, images, self.metrics))
 
     def evaluate(self) -> dict:
         values = {}

@@ -23,7 +23,7 @@ from lens.train.checkpoint import Checkpointer, latest_checkpoint, rng_state, se
 from lens.train.config import ParallelConfig
 from lens.train.distributed import init_distributed, shutdown
 from lens.train.faults import StopSignal
-from lens.train.loop import close_logging, log, setup_logging
+from lens.train.logs import close_logging, log, setup_logging
 
 _LOGGED = ("loss", "grad_norm", "lr")  # every step's row has them; the rest is the command's own
 

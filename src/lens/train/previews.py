@@ -73,9 +73,13 @@ def image_grid(images: Tensor, columns: int = 4) -> Image.Image:
     return Image.fromarray(canvas, "RGB")
 
 
-def write_preview(run_dir: str | Path, step: int, images: Tensor, columns: int = 4) -> Path:
+def write_preview(run_dir: str | Path, step: int, images: Tensor, metrics, columns: int = 4) -> Path:
+    """The grid of `images` at `step`: RUN_DIR/samples/step_XXXXXXXX.png and the metrics' `samples`
+    image (TensorBoard); returns the file. `lens train`, `lens rl` and `lens distill` all write it."""
     out = Path(run_dir) / "samples"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"step_{step:08d}.png"
-    image_grid(images, columns).save(path)
+    grid = image_grid(images, columns)
+    grid.save(path)
+    metrics.image("samples", torch.from_numpy(np.array(grid)).permute(2, 0, 1), step)  # (3, H, W)
     return path

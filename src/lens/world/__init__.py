@@ -9,7 +9,7 @@ from lens.world.captions import brief_caption, dense_caption
 from lens.world.geneval import TAGS, make_metadata, parse_prompt, phrase, random_metadata
 from lens.world.reasoner import reason, rewrite_prompt
 from lens.world.relations import object_box, relative_position
-from lens.world.render import parse_size, render_scene
+from lens.world.render import render_scene
 from lens.world.sampler import build_scene, random_scene, sample_scene, scene_for_metadata
 from lens.world.scene import Background, Relation, Scene, SceneObject
 from lens.world.shards import WorldSample, make_sample, read_shards, write_shards
@@ -33,7 +33,6 @@ __all__ = [
     "make_sample",
     "object_box",
     "parse_prompt",
-    "parse_size",
     "phrase",
     "random_metadata",
     "random_scene",

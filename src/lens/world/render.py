@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from lens.resolution import parse_size, validate_size
+from lens.resolution import validate_size
 from lens.world.background import render_background
 from lens.world.scene import Scene
 from lens.world.shapes import coverage
-
-__all__ = ["parse_size", "render_scene"]  # parse_size: lens.resolution's, kept for world callers
 
 
 def render_scene(scene: Scene, height: int = 64, width: int = 64) -> Image.Image:

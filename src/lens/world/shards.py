@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from lens.data.sample import BRIEF_EXT, DENSE_EXT, META_EXT
 from lens.data.shards import ShardWriter, iter_shard
 from lens.errors import LensError
 from lens.resolution import validate_size
@@ -75,9 +76,9 @@ def sample_members(s: WorldSample) -> dict[str, bytes | str]:
     return {
         "__key__": s.key,
         "png": png_bytes(s.image),
-        "caption.txt": s.caption,
-        "brief.txt": s.brief,
-        "json": s.scene.to_json(),
+        DENSE_EXT: s.caption,
+        BRIEF_EXT: s.brief,
+        META_EXT: s.scene.to_json(),
     }
 
 
@@ -149,7 +150,7 @@ def read_shards(path: str) -> Iterator[WorldSample]:
             yield WorldSample(
                 key=d["__key__"],
                 image=rgb,
-                caption=d["caption.txt"].decode(),
-                brief=d["brief.txt"].decode(),
-                scene=Scene.from_json(d["json"].decode()),
+                caption=d[DENSE_EXT].decode(),
+                brief=d[BRIEF_EXT].decode(),
+                scene=Scene.from_json(d[META_EXT].decode()),
             )

@@ -3,13 +3,15 @@
 import torch
 
 from lens.cli import main
+from lens.data.sample import FEATURES_EXT
 from lens.data.shards import iter_shard
+from lens.source.tar import record_of
+from lens.source.world import write_synthetic_shards
 from lens.train.buckets import parse_buckets
 from lens.train.encoders import FrozenEncoders
 from lens.train.loop import train
 from lens.train.presets import load_config
-from lens.train.samples import FEATURES_EXT, decode_sample, to_pixels
-from lens.train.synthetic import write_synthetic_shards
+from lens.train.samples import decode_sample, to_pixels
 
 
 def test_prepared_features_match_online_encoding_and_train(tmp_path):
@@ -29,7 +31,7 @@ def test_prepared_features_match_online_encoding_and_train(tmp_path):
     assert raw_feat["__key__"] == raw_image["__key__"] and tensors["latent"].dtype == torch.bfloat16
     enc = FrozenEncoders(cfg, torch.device("cpu"))
     cfg.data.caption_dropout = 0.0
-    sample = decode_sample(raw_image, 0, 0, parse_buckets(cfg.data.buckets), cfg.data, 0)
+    sample = decode_sample(record_of(raw_image), 0, 0, parse_buckets(cfg.data.buckets), cfg.data, 0)
 
     latent = enc.encode_images(to_pixels([sample]))[0]
     text = enc.encode_text([raw_image["caption.txt"].decode()])[0]

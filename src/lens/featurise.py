@@ -1,13 +1,15 @@
-"""`lens prepare`: encode image shards once with the frozen VAE and text LM into feature shards (bf16).
+"""`lens prepare`: encode an image source once with the frozen VAE and text LM into feature shards (bf16).
 
-Each output sample holds `features.safetensors` (`latent` (128, h, w) at the sample's bucket size,
-`text_dense` and, when the sample has a brief caption, `text_brief` (S, L, D) valid-token LM
-features) and `json` (key, size, captions, source shard). `prepare.json` in the output folder
-records the encoder source, layers and buckets. Training reads these shards with the same loader
-(`data.kind=features`), skipping the encoders entirely. Caption dropout is applied at training time.
+The input is any image source `data.shards` can name (`lens.source.spec`: image shards, parquet,
+...). Each output sample (`lens.source.tar.feature_members`) holds `features.safetensors` (`latent`
+(128, h, w) at the sample's bucket size, `text_dense` and, when the sample has a brief caption,
+`text_brief` (S, L, D) valid-token LM features) and `json` (key, size, captions). `prepare.json` in
+the output folder records the encoder source, layers and buckets. Training reads these shards with
+the same loader (`data.kind=features`), skipping the encoders entirely. Caption dropout is applied at
+training time.
 
-Sharding the work: `--rank R --world W` processes input shards R, R+W, R+2W, ...; run W of them (on
-W GPUs or hosts) into the same output folder.
+Sharding the work: `--rank R --world W` processes input parts R, R+W, R+2W, ... (shards, parquet row
+groups); run W of them (on W GPUs or hosts) into the same output folder.
 """
 
 from __future__ import annotations
@@ -20,20 +22,20 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from lens.data.sample import BRIEF_EXT
-from lens.data.shards import ShardWriter, iter_shard
-from lens.train.batches import to_pixels
+from lens.data.shards import ShardWriter
+from lens.errors import LensError
+from lens.source.base import BadSample, Features
+from lens.source.spec import open_source
+from lens.source.tar import feature_members
 from lens.train.buckets import parse_buckets
 from lens.train.encoders import FrozenEncoders
-from lens.train.samples import FEATURES_EXT, BadSample, Sample, decode_sample, expand_shards
+from lens.train.samples import Sample, decode_sample, to_pixels
 
 log = logging.getLogger("lens.train")
 
 
 def _encode_chunk(chunk: list[tuple[Sample, str | None]], enc: FrozenEncoders) -> list[dict]:
     """Encode a few samples: one VAE call per size, one LM call for all captions."""
-    from safetensors.torch import save as save_bytes
-
     latents: dict[int, torch.Tensor] = {}
     by_size: dict[tuple, list[int]] = {}
     for i, (s, _) in enumerate(chunk):
@@ -47,20 +49,11 @@ def _encode_chunk(chunk: list[tuple[Sample, str | None]], enc: FrozenEncoders) -
     dense, brief = feats[: len(chunk)], iter(feats[len(chunk) :])
     out = []
     for i, (s, b) in enumerate(chunk):
-        tensors = {
-            "latent": latents[i].to(torch.bfloat16).contiguous().cpu(),
-            "text_dense": dense[i].to(torch.bfloat16).cpu(),
-        }
+        texts = {"dense": dense[i].to(torch.bfloat16).cpu()}
         if b:
-            tensors["text_brief"] = next(brief).to(torch.bfloat16).cpu()
-        meta = {
-            "key": s.key,
-            "height": s.bucket.height,
-            "width": s.bucket.width,
-            "caption": s.caption,
-            "brief": b,
-        }
-        out.append({"__key__": s.key, FEATURES_EXT: save_bytes(tensors), "json": json.dumps(meta).encode()})
+            texts["brief"] = next(brief).to(torch.bfloat16).cpu()
+        features = Features(latents[i].to(torch.bfloat16).contiguous().cpu(), texts)
+        out.append(feature_members(s.key, features, s.caption, b))
     return out
 
 
@@ -74,10 +67,13 @@ def prepare_shards(
     world: int = 1,
     chunk: int = 16,
 ) -> dict:
-    """Encode `source` shards (this rank's share) into `out_dir`; returns counts."""
+    """Encode `source` (this rank's share of its parts) into `out_dir`; returns counts."""
+    reader = open_source(source, cfg.data)
+    if reader.kind() != "images":
+        raise LensError(f"{source} holds features already; `lens prepare` encodes images")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = expand_shards(source)[rank::world]
+    parts = list(range(len(reader.parts)))[rank::world]
     buckets = parse_buckets(cfg.data.buckets, cfg.data.batch_size)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
     enc = FrozenEncoders(cfg, device)
@@ -98,17 +94,16 @@ def prepare_shards(
                 counts["shards_written"] += 1
         pending.clear()
 
-    for shard, path in enumerate(tqdm(paths, desc=f"prepare rank {rank}", unit="shard")):
+    for part in tqdm(parts, desc=f"prepare rank {rank}", unit="part"):
         damage: list[str] = []
-        for raw in iter_shard(path, damage):
+        for record in reader.records(part, damage):
             try:
-                sample = decode_sample(raw, shard, 0, buckets, data_cfg, cfg.train.seed)
+                sample = decode_sample(record, part, 0, buckets, data_cfg, cfg.train.seed)
             except BadSample as err:
                 counts["bad_samples"] += 1
                 log.warning("skipped sample: %s", err)
                 continue
-            brief = raw.get(BRIEF_EXT, b"").decode("utf-8", errors="replace").strip() or None
-            pending.append((sample, brief))
+            pending.append((sample, record.brief))
             if len(pending) >= chunk:
                 flush()
         if damage:

@@ -7,8 +7,9 @@ import torch
 
 from lens.errors import LensError
 from lens.model.transformer import LensTransformer2DModel
-from lens.nano.contrast import colour_variants, colour_word_share, fold_whitening
-from lens.nano.probes import probe_scenes
+from lens.research.colour_share import colour_variants, colour_word_share
+from lens.research.probes import probe_scenes
+from lens.train.denoiser import fold_whitening
 from lens.world.vocab import CHROMATIC
 
 PROBES = probe_scenes(6)

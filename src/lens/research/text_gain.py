@@ -19,14 +19,13 @@ from pathlib import Path
 import torch
 
 from lens.errors import LensError
+from lens.export import load_run, load_trained_text
 from lens.resolution import Bucket
+from lens.source.spec import open_source
 from lens.train.buckets import parse_buckets
 from lens.train.encoders import FrozenEncoders
 from lens.train.evals import captioned_vs_null, encode_fixed, fixed_samples
-from lens.train.export import load_run, load_trained_text
-from lens.train.loop import detect_kind
 from lens.train.presets import load_config
-from lens.train.samples import expand_shards
 
 
 def run_text_gain(
@@ -41,17 +40,17 @@ def run_text_gain(
     """One row per checkpoint (default: the latest) and size: step, weights, size, losses, text gain."""
     run_dir = Path(run_dir)
     cfg = load_config(str(run_dir / "config.json"))
-    if shards is None:  # a synthetic-data run wrote its shards inside the run directory
-        shards = str(run_dir / "data" / "synthetic") if cfg.data.shards == "synthetic" else cfg.data.shards
-    paths = expand_shards(shards)
-    images = detect_kind(paths) == "images"  # feature shards need neither the VAE nor the LM
+    shards = cfg.data.shards if shards is None else shards
+    # a synthetic-data run wrote its shards inside the run directory: the same source reads them
+    source = open_source(shards, cfg.data, run_dir / "data", cfg.train.seed)
+    images = source.kind() == "images"  # feature shards need neither the VAE nor the LM
     device = torch.device("cpu")
     encoders = FrozenEncoders(cfg, device, vae=images, text=images)  # a trained LM comes per checkpoint
     buckets = parse_buckets(cfg.data.buckets, cfg.data.batch_size)
     buckets += [Bucket(h, w, 1) for h, w in sizes if (h, w) not in {(b.height, b.width) for b in buckets}]
     raw = {}
     for size in list(sizes) or [None]:
-        samples = fixed_samples(paths, buckets, cfg.data, cfg.train.seed, n_samples, caption, size)
+        samples = fixed_samples(source, buckets, cfg.data, cfg.train.seed, n_samples, caption, size)
         if not samples:
             where = "" if size is None else f" stored at {size[0]}x{size[1]}"
             raise LensError(f"no readable sample{where} with a {caption} caption in {shards}")

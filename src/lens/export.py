@@ -1,7 +1,6 @@
-"""Weights in and out of training: build or init the denoiser, and export a run as a pipeline folder.
+"""Weights out of training: read a run's checkpoints, and package a run as a pipeline folder.
 
-- `build_model`: a fresh `LensTransformer2DModel` from `ModelConfig`, or the weights of a released or
-  exported pipeline folder (`model.init_from`) for fine-tuning, checked against the configured shape.
+- `load_run` / `load_trained_text`: the denoiser (raw or EMA weights) and a trained LM at a step.
 - `export_run`: RUN_DIR (its config.json and latest DCP checkpoint; EMA weights when present) ->
   a diffusers pipeline folder that `LensPipeline.from_pretrained` and `lens generate --model` load.
   The frozen components come from `encoders.source`: a local pipeline folder is copied, a hub id is
@@ -21,41 +20,6 @@ from lens.errors import LensError
 from lens.model.transformer import LensTransformer2DModel
 from lens.resolution import parse_size
 from lens.train.checkpoint import checkpoint_keys, latest_checkpoint, list_checkpoints, load_dcp
-
-
-def _transformer_folder(path: Path) -> Path:
-    if (path / "transformer" / "config.json").is_file():
-        return path / "transformer"
-    if (path / "config.json").is_file():
-        return path
-    raise LensError(
-        f"model.init_from={path} holds neither transformer/config.json nor config.json; pass a pipeline folder"
-    )
-
-
-def build_model(model_cfg, seed: int = 0) -> LensTransformer2DModel:
-    """Fresh (seeded) or `init_from` weights; float32 master weights in train mode."""
-    if not model_cfg.init_from:
-        torch.manual_seed(seed)
-        return LensTransformer2DModel(**model_cfg.model_kwargs()).float().train()
-    folder = _transformer_folder(Path(model_cfg.init_from))
-    model = LensTransformer2DModel.from_pretrained(str(folder), torch_dtype=torch.float32)
-    wanted = model_cfg.model_kwargs()
-    found = {k: model.config.get(k) for k in wanted}
-
-    def norm(v):
-        return list(v) if isinstance(v, (list, tuple)) else v
-
-    diff = [
-        f"{k}: config {norm(wanted[k])} vs weights {norm(found[k])}"
-        for k in wanted
-        if norm(wanted[k]) != norm(found[k])
-    ]
-    if diff:
-        raise LensError(
-            f"model.init_from={folder} does not match the model config ({'; '.join(diff)}); set the model.* fields to match"
-        )
-    return model.train()
 
 
 def load_run(run_dir: str | Path, weights: str = "auto", step: int | None = None):

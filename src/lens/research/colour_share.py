@@ -1,18 +1,15 @@
-"""Text-feature contrast: how much of a colour token's projected feature its colour word decides.
+"""The colour-word share: how much of a colour token's projected text feature its colour word decides.
 
 The nano LM's residual streams share a large common part: swapping "brown" for "red" changes only a
 few per cent of the colour token's energy, and a small denoiser trained on such features ignores the
-colour word (issue 12). Two tools:
-
-- `colour_word_share(encode, embed, probes)`: held-out probe scenes are captioned once per chromatic
-  colour of their first object, in the probe's caption style (the captions differ only in that colour
-  word); the denoiser's projected text feature `embed(...)` (txt_norm + txt_in) at the first token
-  where they differ is split into its mean over colours and the rest. share = E||p_c - mean_c p||^2 /
-  E||p_c||^2: 0 = the colour word changes nothing, ~1 = the token is all colour. Averaged over scenes.
-  `pipeline_colour_share(pipe)` measures it for a LensPipeline.
-- `fold_whitening(model, features)`: per-layer centring and whitening of the (RMS-normalised) text
-  features, estimated on caption tokens and folded into `txt_in`'s weight and bias, so the
-  denoiser's architecture and state dict stay exactly Lens's; only its starting point changes.
+colour word (issue 12). `colour_word_share(encode, embed, probes)`: held-out probe scenes are
+captioned once per chromatic colour of their first object, in the probe's caption style (the
+captions differ only in that colour word); the denoiser's projected text feature `embed(...)`
+(txt_norm + txt_in) at the first token where they differ is split into its mean over colours and the
+rest. share = E||p_c - mean_c p||^2 / E||p_c||^2: 0 = the colour word changes nothing, ~1 = the token
+is all colour. Averaged over scenes. `pipeline_colour_share(pipe)` measures it for a LensPipeline
+(`lens eval colour-share`), the `colour-share` hook during training. The remedy the nano preset uses,
+whitening folded into `txt_in`, is `lens.train.denoiser.fold_whitening`.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ import torch
 from torch import Tensor
 
 from lens.errors import LensError
-from lens.nano.probes import ProbeScene, probe_scenes
+from lens.research.probes import ProbeScene, probe_scenes
 from lens.world.captions import dense_caption
 from lens.world.vocab import CHROMATIC, COLORS
 
@@ -77,37 +74,3 @@ def pipeline_colour_share(pipe, scenes: int = 32, style: str = "compact") -> dic
     `scenes` probe scenes (1-4 objects, as the training hook) captioned in `style`."""
     probes = probe_scenes(scenes, style=style)
     return colour_word_share(pipe.encode_prompt, pipe.transformer.embed_text, probes)
-
-
-@torch.no_grad()
-def fold_whitening(model, features: Sequence[Tensor], eps: float = 1e-2) -> dict[str, float]:
-    """Fold per-layer centring + whitening of the normalised text features into `model.txt_in`.
-
-    features: caption-token features, each (S_i, L, D). Per selected layer l the RMS-normalised
-    features u_l = txt_norm[l](f_l) have mean mu_l and covariance C_l; with Z = blockdiag(
-    (C_l + eps * tr(C_l)/D * I)^-1/2) and mu the stacked means, txt_in(u) = W u + b becomes
-    W Z (u - mu) + b: weight W Z, bias b - W Z mu. Whitened inputs have unit variance per channel, the
-    energy RMS-normalised ones have, so the output scale stays that of the default initialisation.
-    Returns the number of tokens used.
-    """
-    tokens = torch.cat([f.reshape(-1, *f.shape[-2:]) for f in features]).float()  # (T, L, D)
-    if tokens.shape[0] < 2 * tokens.shape[-1]:
-        raise LensError(
-            f"whitening needs at least {2 * tokens.shape[-1]} caption tokens, got {tokens.shape[0]}"
-        )
-    weight = model.txt_in.weight.float()  # (width, L*D)
-    blocks, means = [], []
-    for i, norm in enumerate(model.txt_norm):
-        u = norm(tokens[:, i].to(norm.weight.dtype)).double()  # (T, D)
-        mu = u.mean(0)
-        cov = torch.cov((u - mu).T)
-        d = cov.shape[0]
-        evals, evecs = torch.linalg.eigh(cov + eps * cov.trace() / d * torch.eye(d, dtype=cov.dtype))
-        blocks.append(evecs @ torch.diag(evals.rsqrt()) @ evecs.T)
-        means.append(mu)
-    z = torch.block_diag(*blocks)  # (L*D, L*D)
-    new_weight = weight.double() @ z
-    new_bias = model.txt_in.bias.double() - new_weight @ torch.cat(means)
-    model.txt_in.weight.copy_(new_weight.to(model.txt_in.weight.dtype))
-    model.txt_in.bias.copy_(new_bias.to(model.txt_in.bias.dtype))
-    return {"tokens": int(tokens.shape[0])}

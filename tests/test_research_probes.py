@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lens.latents import LatentCodec
-from lens.nano.probes import (
+from lens.research.probes import (
     colour_swap,
     object_mask,
     probe_scenes,

@@ -4,8 +4,9 @@ Every stage is the engine's own; OUT holds what each one writes:
 1. data (OUT/data/images): `DATA/metadata.jsonl` (diffusers' ImageFolder: `file_name` + `text`) or
    `name.png` next to `name.txt` (kohya) go through `lens data ingest`, the caption written as the
    sample's `caption.txt`; images that do not decode are counted by reason and skipped. An image
-   without a caption is an error, before anything is written. DATA may be shards instead (a folder of
-   .tar, a glob or a brace pattern): image shards, or feature shards with their `prepare.json`.
+   without a caption is an error, before anything is written. DATA may be a source instead (a folder
+   of .tar, parquet files, a glob or a brace pattern; `lens.source.spec`): images, or feature
+   shards with their `prepare.json`.
 2. buckets: each image's aspect ratio snapped to the nearest of the nine Lens ratios, at the area of
    the base's default size (`default_height` x `default_width`); one bucket per size in use.
 3. features (OUT/data/features): sets of at most PRECOMPUTE_MAX images are encoded once by `lens
@@ -19,7 +20,6 @@ Every stage is the engine's own; OUT holds what each one writes:
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -102,33 +102,15 @@ def ingest_folder(data: Path, out: Path) -> dict:
     return dict(counts)
 
 
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:  # the header only
-            return image.height, image.width
-    except (UnidentifiedImageError, OSError):
-        return None
-
-
-def scan_shards(paths: list[str]) -> tuple[list[tuple[int, int]], list[str]]:
-    """(height, width) and caption of every captioned sample of image or feature shards."""
-    from lens.data.sample import DENSE_EXT, image_ext, read_meta
-    from lens.data.shards import iter_shard
-
+def scan_source(source) -> tuple[list[tuple[int, int]], list[str]]:
+    """(height, width) and caption of every captioned, readable sample of an image or feature source."""
     sizes, captions = [], []
-    for path in paths:
-        for raw in iter_shard(path):
-            meta = read_meta(raw)
-            text = (raw.get(DENSE_EXT) or raw.get("txt") or b"").decode("utf-8", "replace").strip()
-            text = text or str(meta.get("caption") or "").strip()
-            size = (meta.get("height"), meta.get("width"))
-            if not all(isinstance(v, int) and v > 0 for v in size):
-                size = _header_size(raw[image_ext(raw)]) if image_ext(raw) else None
-            if text and size:
+    for part in range(len(source.parts)):
+        for record in source.records(part):
+            size = record.stored_size()
+            if record.dense and size:
                 sizes.append(size)
-                captions.append(text)
+                captions.append(record.dense)
     return sizes, captions
 
 
@@ -179,8 +161,7 @@ def finetune_config(base: Path, shards: str, buckets: str, prompts: list[str], *
 
 def prepare_data(data: str, out: Path, base: Path, batch_size: int) -> dict:
     """Stages 1 and 2: the shards to train on, their kind, buckets, sample prompts and skip counts."""
-    from lens.train.loop import detect_kind
-    from lens.train.samples import expand_shards
+    from lens.source.spec import open_source
 
     folder = Path(data)
     counts: dict = {}
@@ -189,11 +170,11 @@ def prepare_data(data: str, out: Path, base: Path, batch_size: int) -> dict:
         data = str(out / "data" / "images")
     elif not folder.is_dir() and not any(c in data for c in "*?[{,") and not folder.is_file():
         raise LensError(f"DATA {data} does not exist; pass a folder of captioned images or shards")
-    paths = expand_shards(data)
-    kind = detect_kind(paths)
-    sizes, captions = scan_shards(paths)
+    source = open_source(data, DataConfig())
+    kind = source.kind()
+    sizes, captions = scan_source(source)
     if kind == "features":  # their latents have the sizes `lens prepare` gave them; so must the buckets
-        manifest = Path(paths[0]).parent / "prepare.json"
+        manifest = Path(source.parts[0]).parent / "prepare.json"
         if not manifest.is_file():
             raise LensError(f"feature shards {data} have no prepare.json beside them (their bucket list)")
         prepared, denoiser = (
@@ -215,7 +196,7 @@ def prepare_data(data: str, out: Path, base: Path, batch_size: int) -> dict:
 
 def export_pipeline(run_dir: Path, dest: Path) -> Path:
     """`lens export` into `dest`, replacing an earlier export of this fine-tune (never another folder)."""
-    from lens.train.export import export_run
+    from lens.export import export_run
 
     if dest.exists():
         if not (dest / "lens_training.json").is_file():
@@ -247,7 +228,7 @@ def finetune(data: str, base: str, out: str | Path, *, lora_rank: int = 16, step
         cfg = finetune_config(folder, manifest["shards"], manifest["buckets"], manifest["prompts"],
                               lora_rank=lora_rank, steps=steps or 1000, run_dir=run_dir, overrides=overrides)  # fmt: skip
         if manifest["kind"] == "images" and manifest["images"] <= PRECOMPUTE_MAX:
-            from lens.train.prepare import prepare_shards
+            from lens.featurise import prepare_shards
 
             features = out / "data" / "features"
             if not (features / "prepare.json").is_file():

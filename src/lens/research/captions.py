@@ -84,7 +84,7 @@ def loss_table(
     out_dir: str | Path, shards: str, policies: tuple[str, ...] = POLICIES, n: int = 32
 ) -> list[dict]:
     """Each arm's latest checkpoint on `shards`, conditioned on dense and on brief captions."""
-    from lens.train.text_gain import run_text_gain
+    from lens.research.text_gain import run_text_gain
 
     rows = []
     for policy in policies:
