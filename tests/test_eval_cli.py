@@ -93,6 +93,28 @@ def test_gate_prints_and_writes_the_shares(model, tmp_path, capsys):
     assert _rows(capsys.readouterr().out, f"| {model} |") == [[model, *cells, "64"]]
 
 
+def test_gate_can_prompt_through_the_reasoner(model, monkeypatch, capsys):
+    import lens.eval.sweep
+
+    real, seen = lens.eval.sweep.pipeline_generator, []
+
+    def recording(*args):
+        generate = real(*args)
+
+        def wrapped(prompts, seed):
+            seen.extend(prompts)
+            return generate(prompts, seed)
+
+        return wrapped
+
+    monkeypatch.setattr(lens.eval.sweep, "pipeline_generator", recording)
+    args = ["eval", "gate", "--model", model, "--seeds", "1", "--steps", "1", "--device", "cpu"]
+    assert main(args + ["--prompts", "reasoner", "--caption-style", "verbose"]) == 0
+    assert len(seen) == 64 and not any(text.startswith("a photo of") for text in seen)
+    assert min(len(text.split()) for text in seen) > 40  # verbose rewrites, not the short prompts
+    assert _rows(capsys.readouterr().out, f"| {model} |")
+
+
 def test_colour_share_defaults_to_the_bundled_model(model, monkeypatch, capsys):
     from pathlib import Path
 

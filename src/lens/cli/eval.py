@@ -113,6 +113,13 @@ def register(subparsers) -> None:
     a.add_argument("--steps", type=int, default=20)
     a.add_argument("--device", help="cuda, cpu, ... (default: cuda if available)")
     a.add_argument("--json", help="also write the scores as JSON to this file")
+    a.add_argument(
+        "--prompts",
+        choices=("short", "reasoner"),
+        default="short",
+        help="the short prompts as given (default), or the nano reasoner's dense rewrites of them",
+    )
+    add_caption_style(a, "the reasoner's rewrites (use the style the model trained on)")
     a.set_defaults(func=_gate)
 
     c = sub.add_parser(
@@ -285,7 +292,16 @@ def _gate(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = load_pipeline(args.model, device=device, dtype=torch.float32)  # as shipped: fp32
     pipe.set_progress_bar_config(disable=True)
-    scores = colour_shape_gate(pipeline_generator(pipe, args.steps, args.guidance), args.seeds)
+    rewrite = None
+    if args.prompts == "reasoner":
+        from lens.world.reasoner import rewrite_prompt
+
+        def rewrite(prompt: str, seed: int) -> str:
+            return rewrite_prompt(prompt, seed, args.caption_style)
+
+    scores = colour_shape_gate(
+        pipeline_generator(pipe, args.steps, args.guidance), args.seeds, rewrite=rewrite
+    )
     print("| pipeline | colour | shape | both | images |")
     print("| --- | ---: | ---: | ---: | ---: |")
     print(

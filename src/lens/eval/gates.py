@@ -5,6 +5,10 @@ each (8 x 8 x 2 = 128 by default), read by the Nano-Eval analyser: `colour` is t
 with a detection (above GenEval's 0.3 confidence) of the named colour, `shape` of the named shape,
 `both` of one detection with both. Chance is about 1/8 for each. Issue 12's first gate asks
 colour >= 0.9 and shape >= 0.6 within ~20 CPU-minutes of one-object training.
+
+With `rewrite` (the nano reasoner, `lens.world.reasoner.rewrite_prompt`), the generator gets each
+prompt's dense rewrite (it names a size and a place), as Nano-Eval's reasoner setting does; the
+analyser still checks the short prompt's colour and shape.
 """
 
 from __future__ import annotations
@@ -28,15 +32,19 @@ def gate_prompts() -> list[tuple[str, str, str]]:
     return [(f"a photo of {article(c)} {c} {s}", c, s) for c, s in itertools.product(CHROMATIC, SHAPES)]
 
 
-def colour_shape_gate(generate: Generate, seeds: int = 2, batch_size: int = 32) -> dict[str, float]:
-    """{"colour", "shape", "both": shares of images, "n": images} (see the module docstring)."""
+def colour_shape_gate(
+    generate: Generate, seeds: int = 2, batch_size: int = 32, rewrite: Callable[[str, int], str] | None = None
+) -> dict[str, float]:
+    """{"colour", "shape", "both": shares of images, "n": images} (see the module docstring).
+    `rewrite(prompt, seed)` -> the text the generator gets instead of the prompt."""
     items = gate_prompts()
     hits = np.zeros((3,))
     n = 0
     for seed in range(seeds):
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
-            images = to_images(generate([p for p, _, _ in chunk], 7919 * seed + start))
+            texts = [rewrite(p, seed) if rewrite else p for p, _, _ in chunk]
+            images = to_images(generate(texts, 7919 * seed + start))
             for image, (_, colour, shape) in zip(images, chunk):
                 found = [d for d in detect(image) if d.confidence > THRESHOLD]
                 hits += (
