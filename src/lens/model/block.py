@@ -47,15 +47,7 @@ class LensJointAttention(nn.Module):
 
 
 class LensTransformerBlock(nn.Module):
-    def __init__(
-        self,
-        dim: int,
-        heads: int,
-        head_dim: int,
-        mlp_hidden: int,
-        eps: float = 1e-6,
-        mlp_conv_kernel: int = 0,
-    ):
+    def __init__(self, dim: int, heads: int, head_dim: int, mlp_hidden: int, eps: float = 1e-6):
         super().__init__()
         self.img_mod = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         self.txt_mod = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
@@ -64,7 +56,7 @@ class LensTransformerBlock(nn.Module):
         self.attn = LensJointAttention(dim, heads, head_dim)
         self.img_norm2 = nn.RMSNorm(dim, eps=eps)
         self.txt_norm2 = nn.RMSNorm(dim, eps=eps)
-        self.img_mlp = SwiGLU(dim, mlp_hidden, mlp_conv_kernel)
+        self.img_mlp = SwiGLU(dim, mlp_hidden)
         self.txt_mlp = SwiGLU(dim, mlp_hidden)
 
     def forward(
@@ -76,7 +68,6 @@ class LensTransformerBlock(nn.Module):
         mask=None,
         img_segments: Tensor | None = None,  # (N,) sample index per token, packed sequences only
         txt_segments: Tensor | None = None,  # (S,)
-        img_grids: tuple[tuple[int, int], ...] = (),  # (h, w) of every row, or per pack sample
     ) -> tuple[Tensor, Tensor]:
         # (shift, scale, gate) for attention, then for the MLP; each (B, 1 | T, D)
         i_sh1, i_sc1, i_g1, i_sh2, i_sc2, i_g2 = expand_to_tokens(self.img_mod(temb), img_segments).chunk(
@@ -95,6 +86,6 @@ class LensTransformerBlock(nn.Module):
         img = img + i_g1 * img_attn
         txt = txt + t_g1 * txt_attn
 
-        img = img + i_g2 * self.img_mlp(modulate(self.img_norm2(img), i_sh2, i_sc2), img_grids)
+        img = img + i_g2 * self.img_mlp(modulate(self.img_norm2(img), i_sh2, i_sc2))
         txt = txt + t_g2 * self.txt_mlp(modulate(self.txt_norm2(txt), t_sh2, t_sc2))
         return img, txt

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-from einops import rearrange
 from torch import Tensor, nn
 
 
@@ -25,51 +24,16 @@ class LensTimestepEmbedding(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """Bias-free gated MLP: w2(silu(w1 x) * w3 x).
+    """Bias-free gated MLP: w2(silu(w1 x) * w3 x)."""
 
-    With `conv_kernel` k > 0 (image stream only; not in Lens) the hidden features [w1 x, w3 x] also
-    pass a depthwise k x k convolution over the token grid before the gate, as Sana's Mix-FFN
-    (GLUMBConv) does: a local, translation-equivariant mixing that attention has to learn from data.
-    The convolution starts as the identity, so at init the MLP is the plain SwiGLU.
-    """
-
-    def __init__(self, dim: int, hidden: int, conv_kernel: int = 0):
+    def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.w1 = nn.Linear(dim, hidden, bias=False)
         self.w2 = nn.Linear(hidden, dim, bias=False)
         self.w3 = nn.Linear(dim, hidden, bias=False)
-        self.conv = None
-        if conv_kernel:
-            self.conv = nn.Conv2d(
-                2 * hidden, 2 * hidden, conv_kernel, padding=conv_kernel // 2, groups=2 * hidden
-            )
-            with torch.no_grad():
-                nn.init.dirac_(self.conv.weight, groups=2 * hidden)
-                self.conv.bias.zero_()
 
-    def forward(self, x: Tensor, grids: tuple[tuple[int, int], ...] = ()) -> Tensor:
-        gate, value = self.w1(x), self.w3(x)
-        if self.conv is not None:
-            gate, value = grid_conv(self.conv, torch.cat([gate, value], dim=-1), grids).chunk(2, dim=-1)
-        return self.w2(nn.functional.silu(gate) * value)
-
-
-def grid_conv(conv: nn.Conv2d, x: Tensor, grids: tuple[tuple[int, int], ...]) -> Tensor:
-    """Apply a 2-D convolution to row-major image tokens x (B, N, C).
-
-    `grids` holds one (h, w) shared by every row of a padded batch, or, for a pack (B == 1), each
-    sample's grid in pack order; each sample is convolved on its own grid (zero padding at its edges).
-    """
-    if len(grids) == 1:
-        h, w = grids[0]
-        y = conv(rearrange(x, "b (h w) c -> b c h w", h=h, w=w))
-        return rearrange(y, "b c h w -> b (h w) c")
-    parts = x[0].split([h * w for h, w in grids])
-    out = [
-        rearrange(conv(rearrange(p, "(h w) c -> 1 c h w", h=h, w=w)), "1 c h w -> (h w) c")
-        for p, (h, w) in zip(parts, grids)
-    ]
-    return torch.cat(out)[None]
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(nn.functional.silu(self.w1(x)) * self.w3(x))
 
 
 def expand_to_tokens(per_sample: Tensor, segments: Tensor | None) -> Tensor:

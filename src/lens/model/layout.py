@@ -51,7 +51,6 @@ class SequenceLayout:
     img_segments: Tensor | None = None  # (N,) sample index per image token (packs only)
     txt_segments: Tensor | None = None  # (S,)
     img_absolute: Tensor | None = None  # (N, width) absolute image positions (pos_embed="rope+sincos")
-    img_grids: tuple[tuple[int, int], ...] = ()  # (h, w) shared by a batch's rows, or each pack sample's
 
 
 def batch_layout(
@@ -74,9 +73,7 @@ def batch_layout(
     if text_mask is not None and not bool(text_mask.all()):
         image_keys = torch.ones(text_mask.shape[0], h * w, dtype=torch.bool, device=device)
         mask = torch.cat([image_keys, text_mask.to(device=device, dtype=torch.bool)], dim=1)[:, None, None, :]
-    return SequenceLayout(
-        rope=(cos[None, None], sin[None, None]), mask=mask, img_absolute=absolute, img_grids=(tuple(grid),)
-    )
+    return SequenceLayout(rope=(cos[None, None], sin[None, None]), mask=mask, img_absolute=absolute)
 
 
 def pack_layout(
@@ -95,9 +92,7 @@ def pack_layout(
         mask = document_block_mask(seg, len(pack.image_grids))
     else:
         mask = (seg[:, None] == seg[None, :])[None, None]  # (1, 1, T, T)
-    return SequenceLayout(
-        (cos[None, None], sin[None, None]), mask, img_seg, txt_seg, absolute, pack.image_grids
-    )
+    return SequenceLayout((cos[None, None], sin[None, None]), mask, img_seg, txt_seg, absolute)
 
 
 def document_block_mask(seg: Tensor, samples: int, block_size: int = 128) -> BlockMask:

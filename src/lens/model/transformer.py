@@ -49,8 +49,6 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         pos_embed: "rope" (Lens, the default: rotary positions only) or "rope+sincos" (not in Lens:
             a parameter-free 2-D sin/cos embedding of each image token's place added to the image
             tokens after `img_in`; same parameters and state dict).
-        mlp_conv_kernel: 0 (Lens, the default) or an odd k: a depthwise k x k convolution over the
-            image grid inside every image SwiGLU (Sana's Mix-FFN; not in Lens; adds `img_mlp.conv`).
 
     `PeftAdapterMixin` (as on diffusers' own transformers) adds LoRA adapters: `add_adapter`,
     `load_lora_adapter`, `fuse_lora`, `unload_lora`; targets and files are in `lens.lora`.
@@ -80,7 +78,6 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         mlp_hidden_dim: int | None = None,
         rope_theta: float = 10000.0,
         pos_embed: str = "rope",
-        mlp_conv_kernel: int = 0,
     ):
         super().__init__()
         dim = num_attention_heads * attention_head_dim
@@ -96,8 +93,6 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             raise LensError(f"pos_embed must be one of {', '.join(POS_EMBEDS)}, got {pos_embed!r}")
         if pos_embed == "rope+sincos" and dim % 4:
             raise LensError(f"pos_embed='rope+sincos' needs a width divisible by 4, got {dim}")
-        if mlp_conv_kernel < 0 or (mlp_conv_kernel and mlp_conv_kernel % 2 == 0):
-            raise LensError(f"mlp_conv_kernel must be 0 (off) or an odd kernel size, got {mlp_conv_kernel}")
         if not selected_layer_index:
             raise LensError("selected_layer_index must name at least one LM layer")
         self.inner_dim = dim
@@ -113,9 +108,7 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         # 4. double-stream blocks
         hidden = mlp_hidden_dim or int(dim / 3 * 8)
         self.transformer_blocks = nn.ModuleList(
-            LensTransformerBlock(
-                dim, num_attention_heads, attention_head_dim, hidden, mlp_conv_kernel=mlp_conv_kernel
-            )
+            LensTransformerBlock(dim, num_attention_heads, attention_head_dim, hidden)
             for _ in range(num_layers)
         )
         # 5. output: adaptive LayerNorm + projection back to latent patches
@@ -237,7 +230,7 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             img = img + layout.img_absolute.to(dtype)  # (N, D) absolute places (pos_embed="rope+sincos")
         txt = self.embed_text(encoder_hidden_states.to(dtype))  # (B, S, D)
 
-        args = (temb, layout.rope, layout.mask, layout.img_segments, layout.txt_segments, layout.img_grids)
+        args = (temb, layout.rope, layout.mask, layout.img_segments, layout.txt_segments)
         for block in self.transformer_blocks:
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 img, txt = self._gradient_checkpointing_func(block, img, txt, *args)

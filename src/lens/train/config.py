@@ -33,7 +33,6 @@ class ModelConfig:
     selected_layer_index: tuple[int, ...] = (5, 11, 17, 23)
     mlp_hidden_dim: int | None = None
     pos_embed: str = "rope"  # rope (Lens) | rope+sincos (adds absolute 2-D image positions; not Lens)
-    mlp_conv_kernel: int = 0  # 0 (Lens) | odd k: depthwise k x k conv in the image MLPs (Mix-FFN; not Lens)
     # default | whiten: fold per-layer centring + whitening of the text features (estimated on the
     # first `whiten_samples` training captions) into txt_in at init (`lens.train.denoiser.fold_whitening`)
     txt_in_init: str = "default"
