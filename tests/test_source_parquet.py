@@ -90,3 +90,11 @@ def test_train_and_prepare_read_parquet(tmp_path, capsys):
     assert "prepared 13 samples into 2 shards" in printed and "(skipped 1 samples, 0 shards)" in printed
     features = open_source(str(out), load_config("debug").data)
     assert features.kind() == "features" and sum(1 for p in range(2) for _ in features.records(p)) == 13
+
+
+def test_a_source_without_parts_says_so_in_one_line():
+    from lens.errors import LensError
+    from lens.source.tar import TarSource
+
+    with pytest.raises(LensError, match="none of the 0 parts of nothing holds a readable image"):
+        TarSource([], "nothing").kind()

@@ -114,7 +114,8 @@ class Source:
             for record in self.records(part):
                 if record.kind is not None:
                     return record.kind
+        example = f" (e.g. {self.parts[0]})" if self.parts else ""
         raise LensError(
             f"none of the {len(self.parts)} parts of {self.spec} holds a readable image or features "
-            f"sample (e.g. {self.parts[0]})"
+            f"sample{example}"
         )
