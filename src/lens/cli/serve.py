@@ -153,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
         sock.close()
     if worker.state == "failed":
         raise LensError(worker.error)
+    if server.interrupted:  # the CLI's Ctrl-C exit status (130), whatever asyncio made of the signal
+        raise KeyboardInterrupt
     return 0
 
 

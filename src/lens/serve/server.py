@@ -36,11 +36,21 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def make_server(app, log_level: str = "warning") -> uvicorn.Server:
+class Server(uvicorn.Server):
+    """uvicorn's server, remembering whether Ctrl-C / SIGTERM stopped it. uvicorn re-raises a captured
+    signal after shutting down, but inside asyncio.run that only cancels the main task, which may
+    already be finishing: the process then exits 0 or 130 by timing. `interrupted` is not a race."""
+
+    interrupted = False
+
+    def handle_exit(self, sig, frame) -> None:
+        self.interrupted = True
+        super().handle_exit(sig, frame)
+
+
+def make_server(app, log_level: str = "warning") -> Server:
     # One event loop serves everything; the pipeline runs in the worker thread, never on the loop.
-    return uvicorn.Server(
-        uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
-    )
+    return Server(uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=5))
 
 
 class ServerThread:
