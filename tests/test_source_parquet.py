@@ -11,6 +11,7 @@ from lens.cli import main
 from lens.errors import LensError
 from lens.source.base import BadSample
 from lens.source.spec import open_source
+from lens.source.tar import TarSource
 from lens.train.presets import load_config
 
 pa = pytest.importorskip("pyarrow")
@@ -93,8 +94,5 @@ def test_train_and_prepare_read_parquet(tmp_path, capsys):
 
 
 def test_a_source_without_parts_says_so_in_one_line():
-    from lens.errors import LensError
-    from lens.source.tar import TarSource
-
     with pytest.raises(LensError, match="none of the 0 parts of nothing holds a readable image"):
         TarSource([], "nothing").kind()
