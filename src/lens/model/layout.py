@@ -19,7 +19,13 @@ from torch import Tensor
 from torch.nn.attention.flex_attention import BlockMask
 
 from lens.model.attention import pack_kernel
-from lens.model.rope import image_positions, rope_table, sincos_embedding, text_positions
+from lens.model.rope import (
+    grounded_text_positions,
+    image_positions,
+    rope_table,
+    sincos_embedding,
+    text_positions,
+)
 
 
 @dataclass(frozen=True)
@@ -61,28 +67,47 @@ def batch_layout(
     theta: float,
     device,
     absolute_dim: int = 0,
+    text_places: Tensor | None = None,
 ) -> SequenceLayout:
     """Layout of a padded batch on one grid; text_mask (B, S) bool or None (no padding).
-    `absolute_dim` > 0 also gives the image tokens' (N, absolute_dim) sin/cos positions."""
+    `absolute_dim` > 0 also gives the image tokens' (N, absolute_dim) sin/cos positions;
+    `text_places` (B, S, 2) grounds text tokens at image places (`grounded_text_positions`), which
+    makes the RoPE tables per sample: (B, 1, N+S, head_dim/2)."""
     h, w = grid
     img_pos = image_positions(h, w, device)
     absolute = sincos_embedding(img_pos, absolute_dim) if absolute_dim else None
-    pos = torch.cat([img_pos, text_positions(h, w, text_len, device)])
-    cos, sin = rope_table(pos, axes_dims, theta)
+    if text_places is None:
+        cos, sin = rope_table(torch.cat([img_pos, text_positions(h, w, text_len, device)]), axes_dims, theta)
+        cos, sin = cos[None], sin[None]
+    else:
+        txt_pos = grounded_text_positions(h, w, text_places.to(device))  # (B, S, 3)
+        pos = torch.cat([img_pos[None].expand(txt_pos.shape[0], -1, -1), txt_pos], dim=1)
+        cos, sin = rope_table(pos, axes_dims, theta)  # (B, N+S, head_dim/2)
     mask = None
     if text_mask is not None and not bool(text_mask.all()):
         image_keys = torch.ones(text_mask.shape[0], h * w, dtype=torch.bool, device=device)
         mask = torch.cat([image_keys, text_mask.to(device=device, dtype=torch.bool)], dim=1)[:, None, None, :]
-    return SequenceLayout(rope=(cos[None, None], sin[None, None]), mask=mask, img_absolute=absolute)
+    return SequenceLayout(rope=(cos[:, None], sin[:, None]), mask=mask, img_absolute=absolute)
 
 
 def pack_layout(
-    pack: Pack, axes_dims, theta: float, device, absolute_dim: int = 0, kernel: str = "auto"
+    pack: Pack,
+    axes_dims,
+    theta: float,
+    device,
+    absolute_dim: int = 0,
+    kernel: str = "auto",
+    text_places: Tensor | None = None,
 ) -> SequenceLayout:
-    """Layout of one packed row over [all image tokens, all text tokens]; `kernel` as in `pack_kernel`."""
+    """Layout of one packed row over [all image tokens, all text tokens]; `kernel` as in `pack_kernel`;
+    `text_places` (sum S_i, 2) grounds text tokens at their own sample's image places."""
     img_pos = [image_positions(h, w, device) for h, w in pack.image_grids]
     absolute = sincos_embedding(torch.cat(img_pos), absolute_dim) if absolute_dim else None
-    txt_pos = [text_positions(h, w, s, device) for (h, w), s in zip(pack.image_grids, pack.text_lengths)]
+    if text_places is None:
+        txt_pos = [text_positions(h, w, s, device) for (h, w), s in zip(pack.image_grids, pack.text_lengths)]
+    else:
+        parts = text_places.to(device).split(list(pack.text_lengths))
+        txt_pos = [grounded_text_positions(h, w, p[None])[0] for (h, w), p in zip(pack.image_grids, parts)]
     cos, sin = rope_table(torch.cat(img_pos + txt_pos), axes_dims, theta)
     ids = torch.arange(len(pack.image_grids), device=device)
     img_seg = ids.repeat_interleave(torch.tensor([h * w for h, w in pack.image_grids], device=device))

@@ -5,7 +5,10 @@ channel pairs (x[2i], x[2i+1]). Image tokens sit on a centred grid; text token j
 max(h//2, w//2) + j on all three axes, just past the image's extent. Tables are built in float32
 outside the blocks and applied with real arithmetic (no complex tensors), so blocks compile cleanly.
 
-Not in Lens: `sincos_embedding`, a parameter-free 2-D sin/cos embedding of each image token's centred
+Not in Lens: `grounded_text_positions`, which moves the text tokens of an object's phrase to that
+object's place on the image grid (row and column; the frame axis keeps the token's order), so an
+image token's query to the phrase is rotated by its offset from the object and a shape learnt at one
+place is drawn at every place (docs/nano-experiments.md, tenth session). And `sincos_embedding`, a parameter-free 2-D sin/cos embedding of each image token's centred
 (row, column), added to the image tokens when a model is built with `pos_embed="rope+sincos"`. RoPE
 gives a token its place only through offsets to other tokens; a small model needs the absolute place
 to follow "in the upper left" (docs/nano-experiments.md).
@@ -31,6 +34,26 @@ def text_positions(h: int, w: int, length: int, device=None) -> Tensor:
     """(length, 3) positions of text tokens that follow an h x w image: max(h//2, w//2) + j on all axes."""
     idx = torch.arange(length, device=device, dtype=torch.float32) + max(h // 2, w // 2)
     return idx[:, None].expand(length, 3).contiguous()
+
+
+def grounded_text_positions(h: int, w: int, places: Tensor) -> Tensor:
+    """(B, S, 3) positions of text tokens of which some are grounded at an image place.
+
+    places: (B, S, 2) float (x, y) fractions of the image width and height (the centre of the object
+    a token's phrase names), NaN where a token is not grounded. Every token keeps its frame
+    max(h//2, w//2) + j; a grounded token's row and column become the place's, in `image_positions`'
+    coordinates (token i's centre is at (i + 0.5) / h of the side). Ungrounded tokens sit exactly
+    where `text_positions` puts them.
+    """
+    b, s, _ = places.shape
+    pos = text_positions(h, w, s, places.device)[None].expand(b, s, 3).clone()
+    places = places.float()
+    grounded = ~places.isnan().any(dim=-1)  # (B, S)
+    row = places[..., 1] * h - 0.5 - (h - h // 2)
+    col = places[..., 0] * w - 0.5 - (w - w // 2)
+    pos[..., 1] = torch.where(grounded, row, pos[..., 1])
+    pos[..., 2] = torch.where(grounded, col, pos[..., 2])
+    return pos
 
 
 def sincos_embedding(positions: Tensor, dim: int) -> Tensor:

@@ -193,6 +193,7 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         pack: Pack | None = None,
         return_dict: bool = True,
         attention_kernel: str = "auto",
+        encoder_places: Tensor | None = None,
     ):
         """Predict the velocity for image tokens.
 
@@ -207,6 +208,9 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             attention_kernel: how a pack attends (`lens.model.attention.pack_kernel`): "auto"
                 (FlexAttention on CUDA, SDPA elsewhere), "sdpa" (dense (T, T) mask) or "flex"
                 (`BlockMask`; forward only on CPU). A padded batch always uses SDPA.
+            encoder_places: not in Lens (None, the default, is the released layout): (B, S, 2) float
+                (x, y) image fractions at which text tokens are grounded (the centre of the object
+                their phrase names), NaN for tokens that are not (`lens.model.rope.grounded_text_positions`).
         Returns:
             (B, N, patch_size**2 * out_channels) velocity, wrapped in Transformer2DModelOutput if return_dict.
         """
@@ -220,6 +224,7 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             encoder_attention_mask,
             pack,
             attention_kernel,
+            encoder_places,
         )
         dtype = self.compute_dtype
         timestep = timestep.reshape(-1).expand(hidden_states.shape[0]) if timestep.numel() == 1 else timestep
@@ -240,9 +245,16 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         out = self.proj_out(self.norm_out(img, temb, layout.img_segments))
         return Transformer2DModelOutput(sample=out) if return_dict else (out,)
 
-    def _layout(self, x: Tensor, enc: Tensor, timestep: Tensor, grid, mask, pack, kernel) -> SequenceLayout:
+    def _layout(
+        self, x: Tensor, enc: Tensor, timestep: Tensor, grid, mask, pack, kernel, places=None
+    ) -> SequenceLayout:
         """Validate shapes at the boundary and build RoPE tables, mask and segments."""
         cfg = self.config
+        if places is not None and tuple(places.shape) != (*enc.shape[:2], 2):
+            raise LensError(
+                f"encoder_places must be (B, S, 2) = {(*enc.shape[:2], 2)} (x, y) places, NaN where "
+                f"a text token is not grounded, got {tuple(places.shape)}"
+            )
         if x.ndim != 3 or x.shape[-1] != cfg.in_channels:
             raise LensError(f"hidden_states must be (B, N, {cfg.in_channels}) tokens, got {tuple(x.shape)}")
         n_layers = len(cfg.selected_layer_index)
@@ -262,7 +274,9 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
                 raise LensError(
                     f"a pack of {len(pack.image_grids)} samples needs as many timesteps, got {timestep.numel()}"
                 )
-            return pack_layout(pack, axes, theta, x.device, absolute, kernel)
+            return pack_layout(
+                pack, axes, theta, x.device, absolute, kernel, None if places is None else places[0]
+            )
         if kernel not in ("auto", "sdpa"):
             raise LensError(f"attention_kernel={kernel!r} is for packs; a padded batch attends with SDPA")
         if grid is None or len(grid) != 2 or grid[0] * grid[1] != x.shape[1]:
@@ -273,4 +287,4 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             raise LensError(
                 f"encoder_attention_mask must be (B, S) = {tuple(enc.shape[:2])}, got {tuple(mask.shape)}"
             )
-        return batch_layout(tuple(grid), mask, enc.shape[1], axes, theta, x.device, absolute)
+        return batch_layout(tuple(grid), mask, enc.shape[1], axes, theta, x.device, absolute, places)
