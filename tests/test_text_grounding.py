@@ -72,7 +72,10 @@ def test_places_are_per_sample_and_a_pack_agrees_with_the_padded_batch(tiny_deno
     torch.testing.assert_close(packed.reshape(batch.shape), batch, rtol=1e-4, atol=1e-5)
 
 
-def test_places_of_the_wrong_shape_are_refused(tiny_denoiser):
+def test_places_of_the_wrong_shape_or_in_pixels_are_refused(tiny_denoiser):
     x, enc, t = _inputs(1)
     with pytest.raises(LensError, match="encoder_places must be"):
         tiny_denoiser(x, enc, t, image_grid=GRID, encoder_places=torch.zeros(1, S - 1, 2))
+    pixels = _places(1) * 64  # a place in pixels, not fractions of the image
+    with pytest.raises(LensError, match=r"fractions of the image width and height in \[0, 1\]"):
+        tiny_denoiser(x, enc, t, image_grid=GRID, encoder_places=pixels)

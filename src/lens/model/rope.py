@@ -5,13 +5,15 @@ channel pairs (x[2i], x[2i+1]). Image tokens sit on a centred grid; text token j
 max(h//2, w//2) + j on all three axes, just past the image's extent. Tables are built in float32
 outside the blocks and applied with real arithmetic (no complex tensors), so blocks compile cleanly.
 
-Not in Lens: `grounded_text_positions`, which moves the text tokens of an object's phrase to that
-object's place on the image grid (row and column; the frame axis keeps the token's order), so an
-image token's query to the phrase is rotated by its offset from the object and a shape learnt at one
-place is drawn at every place (docs/nano-experiments.md, tenth session). And `sincos_embedding`, a parameter-free 2-D sin/cos embedding of each image token's centred
-(row, column), added to the image tokens when a model is built with `pos_embed="rope+sincos"`. RoPE
-gives a token its place only through offsets to other tokens; a small model needs the absolute place
-to follow "in the upper left" (docs/nano-experiments.md).
+Not in Lens, two options for small models (docs/nano-experiments.md):
+- `grounded_text_positions` moves the text tokens of an object's phrase to that object's place on
+  the image grid (row and column; the frame axis keeps the token's order), so an image token's query
+  to the phrase is rotated by its offset from the object: what the nano learns at one place it
+  computes at every place (tenth session).
+- `sincos_embedding` is a parameter-free 2-D sin/cos embedding of each image token's centred
+  (row, column), added to the image tokens when a model is built with `pos_embed="rope+sincos"`.
+  RoPE gives a token its place only through offsets to other tokens; a small model needs the
+  absolute place to follow "in the upper left".
 """
 
 from __future__ import annotations

@@ -28,6 +28,21 @@ from lens.model.weights import check_compatible, safetensors_shapes, weight_file
 POS_EMBEDS = ("rope", "rope+sincos")
 
 
+def check_places(places: Tensor, text_shape: tuple[int, int]) -> None:
+    """encoder_places must be (B, S, 2) image fractions in [0, 1], NaN for ungrounded tokens."""
+    if tuple(places.shape) != (*text_shape, 2):
+        raise LensError(
+            f"encoder_places must be (B, S, 2) = {(*text_shape, 2)} (x, y) places, NaN where "
+            f"a text token is not grounded, got {tuple(places.shape)}"
+        )
+    known = places[~places.isnan()]
+    if known.numel() and not bool(((known >= 0) & (known <= 1)).all()):
+        raise LensError(
+            f"encoder_places are (x, y) fractions of the image width and height in [0, 1] (not pixels "
+            f"or tokens), got values from {known.min().item():g} to {known.max().item():g}"
+        )
+
+
 class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
     """Double-stream MMDiT over FLUX.2 latent tokens conditioned on multi-layer LM features.
 
@@ -250,11 +265,6 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
     ) -> SequenceLayout:
         """Validate shapes at the boundary and build RoPE tables, mask and segments."""
         cfg = self.config
-        if places is not None and tuple(places.shape) != (*enc.shape[:2], 2):
-            raise LensError(
-                f"encoder_places must be (B, S, 2) = {(*enc.shape[:2], 2)} (x, y) places, NaN where "
-                f"a text token is not grounded, got {tuple(places.shape)}"
-            )
         if x.ndim != 3 or x.shape[-1] != cfg.in_channels:
             raise LensError(f"hidden_states must be (B, N, {cfg.in_channels}) tokens, got {tuple(x.shape)}")
         n_layers = len(cfg.selected_layer_index)
@@ -262,6 +272,8 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             raise LensError(
                 f"encoder_hidden_states must be (B={x.shape[0]}, S, {n_layers}, {cfg.enc_hidden_dim}), got {tuple(enc.shape)}"
             )
+        if places is not None:
+            check_places(places, tuple(enc.shape[:2]))
         theta, axes = cfg.rope_theta, tuple(cfg.axes_dims_rope)
         absolute = self.inner_dim if cfg.pos_embed == "rope+sincos" else 0
         if pack is not None:
