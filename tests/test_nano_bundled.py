@@ -10,14 +10,13 @@ from lens.eval.score import score_image
 from lens.inference import BUNDLED_MODEL, load_pipeline
 from lens.nano.bundle import folder_mb
 from lens.world.geneval import make_metadata
+from lens.world.reasoner import rewrite_prompt
 
 NATIVE = 128
 
 if not (BUNDLED_MODEL / "model_index.json").exists():
     pytest.skip(
-        "no bundled Lens-Nano model in this checkout yet (docs/nano-experiments.md: the first 1000-step "
-        "model was not good enough to ship)",
-        allow_module_level=True,
+        "no bundled Lens-Nano model in this checkout (src/lens/assets/lens-nano)", allow_module_level=True
     )
 
 
@@ -50,12 +49,16 @@ def test_native_size_generation_is_deterministic_by_seed(pipe):
     assert np.abs(a - c).mean() > 0.01
 
 
-@pytest.mark.xfail(
-    reason="the bundled 1000-step model scores 0/4 here (docs/nano-experiments.md); kept as the bar"
-)
-def test_trained_model_draws_what_a_simple_prompt_asks(pipe):
+def test_the_bundle_is_grounded():
+    # trained with grounded compact captions (docs/nano-experiments.md, eleventh session)
+    assert load_pipeline(None).transformer.config.text_grounding is True
+
+
+@pytest.mark.parametrize("reasoner", [False, True])
+def test_trained_model_draws_what_a_simple_prompt_asks(pipe, reasoner):
     # A random-weight denoiser gives coloured noise that the analyser never scores as one red circle.
     md = make_metadata("colors", [{"class": "circle", "count": 1, "color": "red"}])
-    images = pipe([md["prompt"]] * 4, generator=torch.Generator().manual_seed(0)).images
+    texts = [rewrite_prompt(md["prompt"], seed) if reasoner else md["prompt"] for seed in range(4)]
+    images = pipe(texts, generator=torch.Generator().manual_seed(0)).images
     correct = [score_image(im, md)[0] for im in images]
     assert sum(correct) >= 2, correct

@@ -142,9 +142,10 @@ def test_training_synthetic_shards_are_world_shards(tmp_path):
     assert [s["__key__"] for s in written] == [f"{i:08d}" for i in range(6)]
     for i, s in enumerate(written):
         h, w = SIZES[(7 * i + 3) % len(SIZES)]
-        expected = sample_members(make_sample(3, i, h, w))
+        sample = make_sample(3, i, h, w)
+        expected = sample_members(sample)
         assert s["json"] == expected["json"].encode() and s["png"] == expected["png"]
-        assert Scene.from_dict(json.loads(s["json"])).to_json() == expected["json"]
+        assert Scene.from_dict(json.loads(s["json"])).to_json() == sample.scene.to_json()
     assert [x.caption for x in read_shards(str(tmp_path / "syn"))] == [
         s["caption.txt"].decode() for s in written
     ]

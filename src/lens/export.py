@@ -143,6 +143,11 @@ def export_run(
         dtype = "bfloat16" if cfg.train.precision == "bf16" else "float32"
     model = cast_weights(model, dtype)
     h, w = parse_size(cfg.log.sample_size, "log.sample_size")
+    # the pipeline's defaults are the run's sampling settings, whichever components it came with
+    defaults = dict(
+        default_height=h, default_width=w, default_steps=cfg.log.sample_steps,
+        default_guidance_scale=cfg.log.sample_guidance,
+    )  # fmt: skip
     if cfg.encoders.source == "tiny":
         from lens.pipeline import LensPipeline
         from lens.sampling.schedule import make_scheduler
@@ -150,13 +155,10 @@ def export_run(
 
         vae = build_vae("tiny", torch.float32)
         lm, tok = trained_text or build_text("tiny", cfg.model, torch.float32)
-        pipe = LensPipeline(
-            make_scheduler(), vae, lm, tok, model, default_height=h, default_width=w,
-            default_steps=cfg.log.sample_steps, default_guidance_scale=cfg.log.sample_guidance,
-        )  # fmt: skip
+        pipe = LensPipeline(make_scheduler(), vae, lm, tok, model, **defaults)
         pipe.save_pretrained(str(out), safe_serialization=True)
     else:
-        write_pipeline(_frozen_folder(cfg.encoders.source), out, model, default_height=h, default_width=w)
+        write_pipeline(_frozen_folder(cfg.encoders.source), out, model, **defaults)
         if trained_text is not None:  # the run's own LM replaces the frozen one
             shutil.rmtree(out / "text_encoder", ignore_errors=True)
             trained_text[0].save_pretrained(str(out / "text_encoder"), safe_serialization=True)

@@ -3,7 +3,9 @@
 The input is any image source `data.shards` can name (`lens.source.spec`: image shards, parquet,
 ...). Each output sample (`lens.source.tar.feature_members`) holds `features.safetensors` (`latent`
 (128, h, w) at the sample's bucket size, `text_dense` and, when the sample has a brief caption,
-`text_brief` (S, L, D) valid-token LM features) and `json` (key, size, captions). `prepare.json` in
+`text_brief` (S, L, D) valid-token LM features, and `places_dense` / `places_brief` (S, 2) token places
+for captions with grounding spans, `lens.text.grounding`) and `json` (key, size, captions, the
+spans). `prepare.json` in
 the output folder records the encoder source, layers and buckets. Training reads these shards with
 the same loader (`data.kind=features`), skipping the encoders entirely. Caption dropout is applied at
 training time.
@@ -29,31 +31,41 @@ from lens.source.spec import open_source
 from lens.source.tar import feature_members
 from lens.train.buckets import parse_buckets
 from lens.train.encoders import FrozenEncoders
-from lens.train.samples import Sample, decode_sample, to_pixels
+from lens.train.samples import Sample, caption_spans, decode_sample, to_pixels
 
 log = logging.getLogger("lens.train")
 
 
-def _encode_chunk(chunk: list[tuple[Sample, str | None]], enc: FrozenEncoders) -> list[dict]:
-    """Encode a few samples: one VAE call per size, one LM call for all captions."""
+def _encode_chunk(chunk: list[tuple[Sample, str | None, tuple | None]], enc: FrozenEncoders) -> list[dict]:
+    """Encode a few samples (sample, brief caption, its spans): one VAE call per size, one LM call
+    for all captions."""
     latents: dict[int, torch.Tensor] = {}
     by_size: dict[tuple, list[int]] = {}
-    for i, (s, _) in enumerate(chunk):
+    for i, (s, _, _) in enumerate(chunk):
         by_size.setdefault(s.pixels.shape[:2], []).append(i)
     for idx in by_size.values():
         z = enc.encode_images(to_pixels([chunk[i][0] for i in idx]))  # (b, 128, h, w)
         for j, i in enumerate(idx):
             latents[i] = z[j]
-    captions = [s.caption for s, _ in chunk] + [b for _, b in chunk if b]
+    captions = [s.caption for s, _, _ in chunk] + [b for _, b, _ in chunk if b]
     feats = enc.encode_text(captions)
     dense, brief = feats[: len(chunk)], iter(feats[len(chunk) :])
     out = []
-    for i, (s, b) in enumerate(chunk):
+    for i, (s, b, b_spans) in enumerate(chunk):
         texts = {"dense": dense[i].to(torch.bfloat16).cpu()}
+        spans = {"dense": s.spans}
         if b:
             texts["brief"] = next(brief).to(torch.bfloat16).cpu()
-        features = Features(latents[i].to(torch.bfloat16).contiguous().cpu(), texts)
-        out.append(feature_members(s.key, features, s.caption, b))
+            spans["brief"] = b_spans
+        spans = {k: v for k, v in spans.items() if v}
+        texts_of = {"dense": s.caption, "brief": b}
+        places = {
+            k: p.cpu()
+            for k, p in zip(spans, enc.text_places([texts_of[k] for k in spans], list(spans.values())))
+        }
+        features = Features(latents[i].to(torch.bfloat16).contiguous().cpu(), texts, places)
+        grounding = {k: [list(x) for x in v] for k, v in spans.items()}
+        out.append(feature_members(s.key, features, s.caption, b, grounding))
     return out
 
 
@@ -99,11 +111,12 @@ def prepare_shards(
         for record in reader.records(part, damage):
             try:
                 sample = decode_sample(record, part, 0, buckets, data_cfg, cfg.train.seed)
+                brief_spans = caption_spans(record, "brief", record.brief) if record.brief else None
             except BadSample as err:
                 counts["bad_samples"] += 1
                 log.warning("skipped sample: %s", err)
                 continue
-            pending.append((sample, record.brief))
+            pending.append((sample, record.brief, brief_spans))
             if len(pending) >= chunk:
                 flush()
         if damage:

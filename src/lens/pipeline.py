@@ -31,13 +31,15 @@ from lens.errors import LensError
 from lens.latents import LatentCodec, from_tokens
 from lens.lora import LensLoraLoaderMixin
 from lens.model.transformer import LensTransformer2DModel
-from lens.pipeline_inputs import CALLBACK_TENSOR_INPUTS, CallInputs, check_call, resolve_size
+from lens.pipeline_inputs import CALLBACK_TENSOR_INPUTS, CallInputs, check_call, check_grounding, resolve_size
 from lens.pipeline_loop import denoise
 from lens.reasoner.core import rewrite_for_pipeline
 from lens.resolution import MAX_AREA, PATCH_PIXELS
 from lens.sampling.euler import Conditions
 from lens.sampling.schedule import scheduler_sigmas
+from lens.text.chat import default_template
 from lens.text.encoder import encode_prompts
+from lens.text.grounding import pad_places, prompt_places
 
 # The released model_index.json names our classes under the libraries they extend, and the tokenizer
 # by its transformers-4 name (transformers 5 calls the same class TokenizersBackend). A GPT-OSS that
@@ -274,6 +276,7 @@ class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
         callback_on_step_end_tensor_inputs: list[str] | tuple[str, ...] = ("latents",),
         max_sequence_length: int = 512,
         max_area: int = MAX_AREA,
+        grounding: list | None = None,
     ):
         """Generate images.
 
@@ -293,6 +296,11 @@ class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
                 latents, prompt_embeds or negative_prompt_embeds; or a diffusers PipelineCallback.
             callback_on_step_end_tensor_inputs: names from `_callback_tensor_inputs` (latents,
                 prompt_embeds, negative_prompt_embeds, noise_pred).
+            grounding: not in Lens: per prompt, [(phrase, (x, y)), ...] phrases of the prompt and the
+                image fractions where what they name should be; their tokens are placed there in RoPE
+                (`lens.text.grounding`). A model trained grounded (`text_grounding` in its config)
+                grounds every prompt: by these, else by a `GroundedPrompt`'s spans (the nano
+                reasoner's), else the whole prompt at the centre.
         """
         # 0. every check before any model runs
         call = self._begin(
@@ -300,6 +308,7 @@ class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
             num_inference_steps, guidance_scale, num_images_per_prompt, output_type,
             callback_on_step_end, callback_on_step_end_tensor_inputs, max_sequence_length,
         )  # fmt: skip
+        call.grounding = check_grounding(grounding, call.prompts)
         default_size = (self.config.default_height, self.config.default_width)
         height, width = resolve_size(height, width, aspect_ratio, resolution, max_area, default_size)
         device = self._execution_device
@@ -349,6 +358,12 @@ class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
         device, n, length = self._execution_device, call.n, call.max_sequence_length
         prompts = rewrite_for_pipeline(self, call.prompts)
         embeds, mask = self.encode_prompt(prompts, device, n, call.prompt_embeds, call.prompt_mask, length)
+        places = None
+        if prompts is not None:  # grounded text (`lens.text.grounding`; the released layout when not asked)
+            grounded = bool(self.transformer.config.get("text_grounding", False))
+            template = default_template(self.text_encoder, self.tokenizer)
+            places = prompt_places(self.tokenizer, template, prompts, call.grounding, grounded, length)
+            places = None if places is None else pad_places(places, embeds.shape[1])
         null, null_mask = self._unconditional(
             call.negatives if self.do_classifier_free_guidance else None,
             call.negative_prompt_embeds,
@@ -358,7 +373,8 @@ class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
             n,
             length,
         )
-        return Conditions(embeds, mask, null, null_mask)
+        places = None if places is None else places.to(device).repeat_interleave(n, 0)
+        return Conditions(embeds, mask, null, null_mask, places)
 
     def _finish(self, latents: Tensor, grid: tuple[int, int], output_type: str, return_dict: bool):
         """Final (B, h*w, 128) latents -> the output, then the offload hooks are freed."""

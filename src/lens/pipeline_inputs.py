@@ -13,6 +13,7 @@ from torch import Tensor
 
 from lens.errors import LensError
 from lens.resolution import preset, validate_size
+from lens.text.grounding import phrase_spans
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 # What a step callback may ask for (and return, except noise_pred), as in the released pipeline.
@@ -144,6 +145,7 @@ class CallInputs:
     callback: Callable | None
     tensor_inputs: list[str]
     max_sequence_length: int
+    grounding: list | None = None  # per prompt [(phrase, (x, y)), ...] or None (`lens.text.grounding`)
 
     @property
     def batch(self) -> int:
@@ -177,3 +179,33 @@ def check_call(
         output_type=output_type, callback=callback, tensor_inputs=names,
         max_sequence_length=max_sequence_length,
     )  # fmt: skip
+
+
+def check_grounding(grounding, prompts: list[str] | None) -> list | None:
+    """`grounding` as one entry per prompt ([(phrase, (x, y)), ...] or None), each phrase found in its
+    prompt (`lens.text.grounding.phrase_spans`); a single prompt's list may be given unwrapped."""
+    if grounding is None:
+        return None
+    if prompts is None:
+        raise LensError(
+            "grounding needs the prompts as text, not prompt_embeds: its phrases are found in them"
+        )
+    if not isinstance(grounding, (list, tuple)):
+        raise LensError("grounding must be a list of (phrase, (x, y)) pairs per prompt")
+    first = grounding[0] if grounding else None
+    if (
+        len(prompts) == 1
+        and isinstance(first, (list, tuple))
+        and len(first) == 2
+        and isinstance(first[0], str)
+    ):
+        grounding = [grounding]  # one prompt's pairs, unwrapped
+    if len(grounding) != len(prompts):
+        raise LensError(
+            f"grounding has {len(grounding)} entries for {len(prompts)} prompts: give one list of "
+            "(phrase, (x, y)) pairs per prompt (None for a prompt without)"
+        )
+    for prompt, phrases in zip(prompts, grounding):
+        if phrases is not None:
+            phrase_spans(prompt, phrases)
+    return list(grounding)

@@ -34,9 +34,9 @@ def denoise(
     pipe._num_timesteps = len(timesteps)
     model = pipe.transformer
 
-    def velocity(x: Tensor, embeds: Tensor, mask: Tensor | None, t: Tensor) -> Tensor:
+    def velocity(x: Tensor, embeds: Tensor, mask: Tensor | None, t: Tensor, places=None) -> Tensor:
         pipe._current_timestep = t
-        return denoiser_velocity(model, x, embeds, mask, t, grid, model.dtype)
+        return denoiser_velocity(model, x, embeds, mask, t, grid, model.dtype, places=places)
 
     with pipe.progress_bar(total=len(timesteps)) as progress:
 

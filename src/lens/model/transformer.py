@@ -64,6 +64,9 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         pos_embed: "rope" (Lens, the default: rotary positions only) or "rope+sincos" (not in Lens:
             a parameter-free 2-D sin/cos embedding of each image token's place added to the image
             tokens after `img_in`; same parameters and state dict).
+        text_grounding: not in Lens (False, the default): the model trained with grounded captions
+            (`encoder_places`), so pipelines ground every prompt (`lens.text.grounding`); no
+            parameter changes.
 
     `PeftAdapterMixin` (as on diffusers' own transformers) adds LoRA adapters: `add_adapter`,
     `load_lora_adapter`, `fuse_lora`, `unload_lora`; targets and files are in `lens.lora`.
@@ -93,6 +96,7 @@ class LensTransformer2DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         mlp_hidden_dim: int | None = None,
         rope_theta: float = 10000.0,
         pos_embed: str = "rope",
+        text_grounding: bool = False,
     ):
         super().__init__()
         dim = num_attention_heads * attention_head_dim

@@ -17,8 +17,9 @@ from torch import Tensor
 
 from lens.sampling.guidance import apply_cfg
 
-# (latents (B, N, C), text embeds (B, S, L, D), text mask (B, S) or None, timestep 0..1000) -> (B, N, C) fp32
-Velocity = Callable[[Tensor, Tensor, Tensor | None, Tensor], Tensor]
+# (latents (B, N, C), text embeds (B, S, L, D), text mask (B, S) or None, timestep 0..1000) -> (B, N, C) fp32;
+# called with `places=` (B, S, 2) as well when the conditions are grounded (`Conditions.places`)
+Velocity = Callable[..., Tensor]
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Conditions:
     mask: Tensor | None  # (B, S) bool; None = no padding
     null_embeds: Tensor  # (B, S', L, D)
     null_mask: Tensor | None  # (B, S') bool or None
+    places: Tensor | None = None  # (B, S, 2) grounded places of `embeds`' tokens (`lens.text.grounding`)
 
 
 def mask_or_none(mask: Tensor | None) -> Tensor | None:
@@ -48,15 +50,24 @@ def denoiser_velocity(
     grid: tuple[int, int],
     input_dtype: torch.dtype | None = None,
     autocast: contextlib.AbstractContextManager | None = None,
+    places: Tensor | None = None,
 ) -> Tensor:
     """The denoiser's velocity (B, h*w, C) in float32 for one branch at timestep t (0..1000).
 
-    `input_dtype` casts the latents first (a bf16 pipeline); `autocast` wraps the forward (training).
+    `input_dtype` casts the latents first (a bf16 pipeline); `autocast` wraps the forward (training);
+    `places` (B, S, 2): the text tokens' grounded places (`encoder_places`).
     """
     sigma = (t / 1000.0).expand(latents.shape[0]).to(latents.device)
     x = latents if input_dtype is None else latents.to(input_dtype)
     with autocast if autocast is not None else contextlib.nullcontext():
-        out = model(x, embeds, sigma, image_grid=grid, encoder_attention_mask=mask_or_none(mask))
+        out = model(
+            x,
+            embeds,
+            sigma,
+            image_grid=grid,
+            encoder_attention_mask=mask_or_none(mask),
+            encoder_places=places,
+        )
     return out.sample.float()
 
 
@@ -83,7 +94,8 @@ def euler_sample(
         if interrupted is not None and interrupted():
             continue
         scale = guidance_scale() if callable(guidance_scale) else guidance_scale
-        noise_pred = velocity(latents, text.embeds, text.mask, t)
+        grounded = {} if text.places is None else {"places": text.places}
+        noise_pred = velocity(latents, text.embeds, text.mask, t, **grounded)
         if scale > 1.0:
             uncond = velocity(latents, text.null_embeds, text.null_mask, t)
             noise_pred = apply_cfg(noise_pred, uncond, scale)

@@ -14,7 +14,7 @@ stays encoded until `decode_image` / `decode_features`, so the loader's threads 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lens.errors import LensError
@@ -33,6 +33,9 @@ class Features:
 
     latent: Tensor  # (128, h, w) at the sample's bucket size
     texts: dict[str, Tensor]  # "dense" (and "brief" when the sample had one) -> (S, L, D) valid tokens
+    # the same keys -> (S, 2) float32 token places (`lens.text.grounding.token_places`), for captions
+    # with grounding spans
+    places: dict[str, Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -43,6 +46,9 @@ class Record:
     image: bytes | None = None  # an encoded image file (jpg, png, webp, ...)
     features: bytes | None = None  # `lens prepare`'s payload (see `encode_features`)
     size: tuple[int, int] | None = None  # (height, width) as stored, when known without decoding
+    # per caption ("dense" / "brief"): [[start, end, x, y], ...] spans (`lens.text.grounding`), as the
+    # sample's json holds them; checked when used
+    grounding: dict | None = None
 
     @property
     def kind(self) -> str | None:
@@ -70,7 +76,11 @@ class Record:
         latent = tensors.pop("latent", None)
         if latent is None or latent.ndim != 3:
             raise BadSample(f"{self.key}: the features have no (128, h, w) latent")
-        return Features(latent, {k.removeprefix("text_"): v for k, v in tensors.items()})
+
+        def named(prefix: str) -> dict[str, Tensor]:
+            return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+
+        return Features(latent, named("text_"), named("places_"))
 
     def stored_size(self) -> tuple[int, int] | None:
         """(height, width) in pixels as stored: known, or read from the image header (None: unreadable)."""
@@ -88,10 +98,13 @@ class Record:
 
 
 def encode_features(features: Features) -> bytes:
-    """The features payload: a safetensors file of `latent` and `text_dense` / `text_brief` (bf16)."""
+    """The features payload: a safetensors file of `latent` and `text_dense` / `text_brief` (bf16),
+    and `places_dense` / `places_brief` (float32) for grounded captions."""
     from safetensors.torch import save as save_bytes
 
-    return save_bytes({"latent": features.latent, **{f"text_{k}": v for k, v in features.texts.items()}})
+    texts = {f"text_{k}": v for k, v in features.texts.items()}
+    places = {f"places_{k}": v.float().contiguous() for k, v in features.places.items()}
+    return save_bytes({"latent": features.latent, **texts, **places})
 
 
 class Source:

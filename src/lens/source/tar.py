@@ -3,7 +3,7 @@ knows which members of the WebDataset layout (`lens.data.sample`, docs/data.md) 
 writer of feature samples.
 
 - images: `jpg|png|webp` + `caption.txt` (dense; or `txt`, or the json's `caption_text`) + optional
-  `brief.txt` and `json`;
+  `brief.txt` and `json` (its `grounding`: each caption's spans, `lens.text.grounding`);
 - features: `features.safetensors` (`lens.source.base.encode_features`) + `json` with the key, the
   bucket size and both captions (a run that trains its LM encodes them again).
 """
@@ -33,18 +33,34 @@ def record_of(members: dict) -> Record:
         meta = read_meta(members)
         h, w = meta.get("height"), meta.get("width")
         size = (h, w) if all(isinstance(v, int) and v > 0 for v in (h, w)) else None
-        return Record(key, meta.get("caption"), meta.get("brief"), features=members[FEATURES_EXT], size=size)
-    dense = _text(members, DENSE_EXT) or _text(members, "txt")
-    if dense is None:
-        dense = read_meta(members).get("caption_text")
+        return Record(
+            key,
+            meta.get("caption"),
+            meta.get("brief"),
+            features=members[FEATURES_EXT],
+            size=size,
+            grounding=meta.get("grounding"),
+        )
+    meta = read_meta(members)
+    dense = _text(members, DENSE_EXT) or _text(members, "txt") or meta.get("caption_text")
     ext = image_ext(members)
-    return Record(key, dense, _text(members, BRIEF_EXT), image=members[ext] if ext else None)
+    return Record(
+        key,
+        dense,
+        _text(members, BRIEF_EXT),
+        image=members[ext] if ext else None,
+        grounding=meta.get("grounding"),
+    )
 
 
-def feature_members(key: str, features: Features, dense: str, brief: str | None) -> dict:
+def feature_members(
+    key: str, features: Features, dense: str, brief: str | None, grounding: dict | None = None
+) -> dict:
     """The tar members of one feature sample (what `record_of` reads back)."""
     height, width = (n * 16 for n in features.latent.shape[1:])
     meta = {"key": key, "height": height, "width": width, "caption": dense, "brief": brief}
+    if grounding:
+        meta["grounding"] = grounding
     return {"__key__": key, FEATURES_EXT: encode_features(features), META_EXT: json.dumps(meta).encode()}
 
 

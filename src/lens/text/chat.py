@@ -67,13 +67,18 @@ class ChatTemplate(ABC):
         """Tokens before the prompt's first token, found by tokenising renderings with sentinels."""
         return len(self.prefix_ids(tokenizer))
 
-    def prefix_ids(self, tokenizer) -> list[int]:
-        """The ids every rendering starts with before the prompt (see `prefix_length`)."""
+    def prefix_text(self) -> str:
+        """The characters every rendering starts with before the prompt."""
         renders = [self.render(s) for s in _SENTINELS]
         prefixes = {r[: r.index(s)] for r, s in zip(renders, _SENTINELS, strict=True)}
         if len(prefixes) != 1:
             raise LensError(f"{type(self).__name__} renders a prefix that depends on the prompt.")
-        prefix = token_ids(tokenizer, prefixes.pop())
+        return prefixes.pop()
+
+    def prefix_ids(self, tokenizer) -> list[int]:
+        """The ids every rendering starts with before the prompt (see `prefix_length`)."""
+        renders = [self.render(s) for s in _SENTINELS]
+        prefix = token_ids(tokenizer, self.prefix_text())
         n = len(prefix)
         if any(token_ids(tokenizer, r)[:n] != prefix for r in renders):
             raise LensError(

@@ -28,6 +28,7 @@ class ModelInputs:
     pack: Pack | None
     grids: list[tuple[int, int]]  # per sample
     text_lengths: list[int]  # per sample (valid tokens)
+    places: Tensor | None = None  # (B, S, 2) or (1, sum S_i, 2) grounded text places, NaN elsewhere
 
     @property
     def n_samples(self) -> int:
@@ -49,11 +50,25 @@ class ModelInputs:
         return self.x0.shape[0] * (self.x0.shape[1] + self.text.shape[1])
 
 
-def assemble(latents: list[Tensor], texts: list[Tensor], packed: bool) -> ModelInputs:
-    """latents: (128, h_i, w_i) per sample; texts: (S_i, L, D) per sample."""
+def _places(texts: list[Tensor], places: list[Tensor | None] | None) -> list[Tensor] | None:
+    """Per sample (S_i, 2) places, NaN rows for samples without any; None when no sample has any."""
+    if places is None or all(p is None for p in places):
+        return None
+    return [
+        p if p is not None else t.new_full((t.shape[0], 2), float("nan"))
+        for t, p in zip(texts, places, strict=True)
+    ]
+
+
+def assemble(
+    latents: list[Tensor], texts: list[Tensor], packed: bool, places: list[Tensor | None] | None = None
+) -> ModelInputs:
+    """latents: (128, h_i, w_i) per sample; texts: (S_i, L, D) per sample; places: (S_i, 2) grounded
+    text places per sample (`lens.text.grounding`) or None."""
     grids = [(int(z.shape[1]), int(z.shape[2])) for z in latents]
     lengths = [int(t.shape[0]) for t in texts]
     tokens = [to_tokens(z[None])[0] for z in latents]  # (N_i, 128)
+    places = _places(texts, places)
     if packed:
         return ModelInputs(
             x0=torch.cat(tokens)[None],
@@ -63,15 +78,19 @@ def assemble(latents: list[Tensor], texts: list[Tensor], packed: bool) -> ModelI
             pack=Pack(image_grids=tuple(grids), text_lengths=tuple(lengths)),
             grids=grids,
             text_lengths=lengths,
+            places=None if places is None else torch.cat(places)[None],
         )
     if len(set(grids)) != 1:
         raise ValueError(f"a bucket batch needs one latent grid, got {sorted(set(grids))}")
     width = max(lengths)
     text = texts[0].new_zeros(len(texts), width, *texts[0].shape[1:])  # (B, S, L, D)
     mask = torch.zeros(len(texts), width, dtype=torch.bool, device=text.device)  # (B, S)
+    padded = None if places is None else text.new_full((len(texts), width, 2), float("nan"))  # (B, S, 2)
     for i, t in enumerate(texts):
         text[i, : t.shape[0]] = t
         mask[i, : t.shape[0]] = True
+        if padded is not None:
+            padded[i, : t.shape[0]] = places[i]
     return ModelInputs(
         x0=torch.stack(tokens),
         text=text,
@@ -80,11 +99,14 @@ def assemble(latents: list[Tensor], texts: list[Tensor], packed: bool) -> ModelI
         pack=None,
         grids=grids,
         text_lengths=lengths,
+        places=padded,
     )
 
 
-def encode_microbatch(mb: Microbatch, encoders, device: torch.device) -> ModelInputs:
-    """Run the frozen encoders where the shards hold raw images/captions; read features otherwise."""
+def encode_microbatch(mb: Microbatch, encoders, device: torch.device, grounded: bool = False) -> ModelInputs:
+    """Run the frozen encoders where the shards hold raw images/captions; read features otherwise.
+    `grounded`: also the captions' token places (`model.text_grounding`), from the features or the
+    samples' spans."""
     samples = mb.samples
     features = samples[0].latent is not None
     if features and not encoders.text_trained:
@@ -93,7 +115,10 @@ def encode_microbatch(mb: Microbatch, encoders, device: torch.device) -> ModelIn
             s.text.to(device=device, dtype=torch.float32) if s.text is not None else encoders.null_text()
             for s in samples
         ]
-        return assemble(latents, texts, mb.packed)
+        places = [
+            s.places.to(device) if s.places is not None and s.text is not None else None for s in samples
+        ]
+        return assemble(latents, texts, mb.packed, places if grounded else None)
     if features:  # prepared latents, captions through the LM that trains
         missing = [s.key for s in samples if s.text is not None and s.caption is None]
         if missing:
@@ -116,4 +141,9 @@ def encode_microbatch(mb: Microbatch, encoders, device: torch.device) -> ModelIn
     texts = [encoders.null_text()] * len(samples)
     for i, t in zip(with_caption, encoded):
         texts[i] = t
-    return assemble(latents, texts, mb.packed)
+    places: list[Tensor | None] = [None] * len(samples)
+    spanned = [i for i in with_caption if samples[i].spans] if grounded else []
+    found = encoders.text_places([samples[i].caption for i in spanned], [samples[i].spans for i in spanned])
+    for i, p in zip(spanned, found):
+        places[i] = p
+    return assemble(latents, texts, mb.packed, places)

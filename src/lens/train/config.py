@@ -33,6 +33,9 @@ class ModelConfig:
     selected_layer_index: tuple[int, ...] = (5, 11, 17, 23)
     mlp_hidden_dim: int | None = None
     pos_embed: str = "rope"  # rope (Lens) | rope+sincos (adds absolute 2-D image positions; not Lens)
+    # not Lens: train with grounded captions (each object phrase's tokens at its object's place in RoPE,
+    # from the data's grounding spans; `lens.text.grounding`); pipelines then ground their prompts
+    text_grounding: bool = False
     # default | whiten: fold per-layer centring + whitening of the text features (estimated on the
     # first `whiten_samples` training captions) into txt_in at init (`lens.train.denoiser.fold_whitening`)
     txt_in_init: str = "default"

@@ -149,6 +149,21 @@ class FrozenEncoders:
             )  # (B, S, L, D), (B, S)
         return [feats[i, mask[i]].float() for i in range(len(captions))]
 
+    def text_places(self, captions: list[str], spans: list) -> list[Tensor]:
+        """(S_i, 2) places of the tokens `encode_text` keeps for each caption, from its grounding
+        spans (`lens.text.grounding.token_places`; NaN = not grounded, all NaN without spans)."""
+        from lens.text.chat import default_template
+        from lens.text.grounding import token_places
+
+        if self.tokenizer is None:
+            raise RuntimeError("this run was built without a text encoder")
+        template = default_template(self.lm, self.tokenizer)
+        length = self.cfg.encoders.max_text_tokens
+        return [
+            token_places(self.tokenizer, template, c, s or (), length).to(self.device)
+            for c, s in zip(captions, spans, strict=True)
+        ]
+
     def null_text(self) -> Tensor:
         """Zero text tokens: the null condition of caption dropout and of CFG."""
         return torch.zeros(0, len(self.layers), self.cfg.model.enc_hidden_dim, device=self.device)

@@ -63,11 +63,12 @@ def fixed_samples(
     return samples
 
 
-def encode_fixed(samples, encoders, device) -> tuple[list, list]:
-    """Model inputs of each sample (its own bucket batch: sizes may differ), captioned and null."""
+def encode_fixed(samples, encoders, device, grounded: bool = False) -> tuple[list, list]:
+    """Model inputs of each sample (its own bucket batch: sizes may differ), captioned and null;
+    `grounded`: with the captions' token places (`model.text_grounding`)."""
 
     def encode(s):
-        return encode_microbatch(Microbatch([s], packed=False), encoders, device)
+        return encode_microbatch(Microbatch([s], packed=False), encoders, device, grounded)
 
     return [encode(s) for s in samples], [
         encode(dataclasses.replace(s, text=None, caption=None)) for s in samples
@@ -98,13 +99,16 @@ class ValLoss:
         self.samples = fixed_samples(
             trainer.source, trainer.buckets, cfg.data, cfg.train.seed, n_samples, caption
         )
-        self.inputs, self.null_inputs = encode_fixed(self.samples, trainer.encoders, trainer.info.device)
+        self.grounded = cfg.model.text_grounding
+        self.inputs, self.null_inputs = encode_fixed(
+            self.samples, trainer.encoders, trainer.info.device, self.grounded
+        )
 
     def __call__(self, trainer) -> dict[str, float]:
         if trainer.encoders.text_trained:  # the caption features change as the LM trains
             with torch.no_grad():
                 self.inputs, self.null_inputs = encode_fixed(
-                    self.samples, trainer.encoders, trainer.info.device
+                    self.samples, trainer.encoders, trainer.info.device, self.grounded
                 )
         return captioned_vs_null(
             trainer.model, trainer.cfg.objective, self.inputs, self.null_inputs, trainer.autocast

@@ -20,6 +20,7 @@ from lens.errors import LensError
 from lens.model.flops import train_step_flops
 from lens.resolution import parse_size
 from lens.source.spec import open_source
+from lens.text.grounding import prompt_spans
 from lens.train import previews
 from lens.train.batches import encode_microbatch
 from lens.train.buckets import default_pack_tokens, parse_buckets
@@ -161,34 +162,41 @@ class Trainer:
         o = self.cfg.optim
         return o.lr * min(1.0, (step + 1) / o.warmup_steps) if o.warmup_steps > 0 else o.lr
 
-    def prompt_features(self, prompts) -> list[torch.Tensor]:
+    def prompt_features(self, prompts) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """(S_i, L, D) features of each prompt, and (S_i, 2) places when the model trains grounded
+        (`lens.text.grounding.prompt_spans`: a `GroundedPrompt`'s spans, else the whole prompt at the
+        centre); None otherwise."""
         self.encoders.load_text()
+        prompts = list(prompts)
         with torch.no_grad():
-            feats = self.encoders.encode_text(list(prompts))
+            feats = self.encoders.encode_text(prompts)
+        places = None
+        if self.cfg.model.text_grounding:
+            places = self.encoders.text_places(prompts, [prompt_spans(p) for p in prompts])
         if (
             self.kind == "features"
             and "nano-eval" not in self.cfg.log.evals
             and not self.encoders.text_trained
         ):
             self.encoders.drop_text()  # only the fixed prompts needed it
-        return feats
+        return feats, places
 
     def generate_images(
         self,
         prompts: list[str],
         seed: int = 0,
         size: str | None = None,
-        texts: list[torch.Tensor] | None = None,
+        texts: tuple[list[torch.Tensor], list[torch.Tensor] | None] | None = None,
     ):
         """Sample with the training model (all ranks) through the pipeline's Euler loop; returns
-        (P, 3, H, W) in [0, 1]. `texts`: the prompts' features, if already encoded."""
+        (P, 3, H, W) in [0, 1]. `texts`: the prompts' `prompt_features`, if already encoded."""
         lg = self.cfg.log
         h, w = parse_size(size, "size") if size else parse_size(lg.sample_size, "log.sample_size")
-        texts = self.prompt_features(prompts) if texts is None else texts
+        feats, places = self.prompt_features(prompts) if texts is None else texts
         dtype = torch.bfloat16 if self.cfg.train.precision == "bf16" else None
         latents = previews.sample_latents(
-            self.model, texts, (h // 16, w // 16), lg.sample_steps, lg.sample_guidance, seed,
-            self.info.device, dtype,
+            self.model, feats, (h // 16, w // 16), lg.sample_steps, lg.sample_guidance, seed,
+            self.info.device, dtype, places=places,
         )  # fmt: skip
         return self.encoders.decode_latents(latents)
 
@@ -222,7 +230,9 @@ class Trainer:
         counts = [0.0] * 5  # images, image tokens, text tokens, padding tokens, flops
         loss_sum = 0.0
         for micro in range(accum):
-            inputs = encode_microbatch(next(self.loader), self.encoders, info.device)
+            inputs = encode_microbatch(
+                next(self.loader), self.encoders, info.device, cfg.model.text_grounding
+            )
             sigmas, noise = draw_noise(
                 cfg.objective, inputs, step_generator(cfg.train.seed, self.step, micro, info.rank)
             )
@@ -291,6 +301,11 @@ class Trainer:
                     self.metrics.report(
                         self.step, loss, norm, self.lr_at(self.step - 1), self.skipped, self.loader.stats
                     )
+                if (
+                    self.stopped
+                ):  # preempted: the checkpoint first, before anything that may outlast the grace period
+                    self.save()
+                    break
                 if cfg.log.eval_every and (self.step % cfg.log.eval_every == 0 or last):
                     evals[self.step] = self.evaluate()
                 if cfg.log.sample_every and (self.step % cfg.log.sample_every == 0 or last):

@@ -66,5 +66,6 @@ def flow_matching_loss(model, inputs: ModelInputs, sigmas: Tensor, noise: Tensor
         image_grid=inputs.grid,
         encoder_attention_mask=inputs.text_mask,
         pack=inputs.pack,
+        encoder_places=inputs.places,
     ).sample
     return (pred.float() - target).pow(2).mean()

@@ -18,6 +18,7 @@ from torch import Tensor
 from lens.latents import from_tokens
 from lens.sampling.euler import Conditions, denoiser_velocity, euler_sample
 from lens.sampling.schedule import make_scheduler, scheduler_sigmas
+from lens.text.grounding import pad_places
 
 
 def pad_texts(texts: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -41,11 +42,15 @@ def sample_latents(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     scheduler=None,
+    places: list[Tensor] | None = None,
 ) -> Tensor:
     """texts: (S_i, L, D) per prompt -> (P, 128, h, w) latents. `scheduler`: the one whose steps to
-    run (a distilled student's, `lens.sampling.schedule.with_fixed_sigmas`); default `make_scheduler()`."""
+    run (a distilled student's, `lens.sampling.schedule.with_fixed_sigmas`); default `make_scheduler()`.
+    `places`: (S_i, 2) grounded places per prompt (`lens.text.grounding`), for a grounded model."""
     h, w = grid
     text, mask = pad_texts(texts)
+    padded = None if places is None else pad_places(places, text.shape[1])
+    padded = None if padded is None else padded.to(device)
     null = text[:, :0]  # (P, 0, L, D): zero text tokens
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(len(texts), h * w, 128, generator=gen).to(device)  # (P, N, 128)
@@ -53,10 +58,10 @@ def sample_latents(
     scheduler_sigmas(scheduler, steps, h * w, device=device)
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
 
-    def velocity(latents: Tensor, embeds: Tensor, m: Tensor | None, t: Tensor) -> Tensor:
-        return denoiser_velocity(model, latents, embeds, m, t, grid, autocast=autocast)
+    def velocity(latents: Tensor, embeds: Tensor, m: Tensor | None, t: Tensor, places=None) -> Tensor:
+        return denoiser_velocity(model, latents, embeds, m, t, grid, autocast=autocast, places=places)
 
-    x = euler_sample(velocity, x, scheduler, Conditions(text, mask, null, None), guidance)
+    x = euler_sample(velocity, x, scheduler, Conditions(text, mask, null, None, padded), guidance)
     return from_tokens(x, h, w)
 
 

@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lens.errors import LensError
 from lens.resolution import Bucket
 from lens.source.base import BadSample, Record
+from lens.text.grounding import check_spans
 from lens.train.buckets import bucket_for_latent, fit_to_bucket
 
 
@@ -32,6 +34,10 @@ class Sample:
     latent: Tensor | None = None  # (128, h, w), feature records
     text: Tensor | None = None  # (S, L, D), feature records; None = null condition
     stored_size: tuple[int, int] | None = None  # (height, width) in pixels as stored, before the bucket fit
+    # grounding (`lens.text.grounding`): the caption's spans (image records), or its token places
+    # (S, 2) from `lens prepare` (feature records); None when the caption has none
+    spans: tuple | None = None
+    places: Tensor | None = None
 
     @property
     def image_tokens(self) -> int:
@@ -77,9 +83,24 @@ def decode_sample(record: Record, part: int, epoch: int, buckets: list[Bucket], 
     if record.kind is None:
         raise BadSample(f"{key}: neither an image nor features")
     caption = _pick_text(record, field)
+    spans = caption_spans(record, field, caption)
     image, stored = record.decode_image()
     pixels, bucket = fit_to_bucket(image, buckets)
-    return Sample(key=key, ref=ref, bucket=bucket, stored_size=stored, pixels=pixels, caption=caption)
+    return Sample(
+        key=key, ref=ref, bucket=bucket, stored_size=stored, pixels=pixels, caption=caption, spans=spans
+    )
+
+
+def caption_spans(record: Record, field: str | None, caption: str | None) -> tuple | None:
+    """The spans of the chosen caption from the record's grounding (None: it has none); malformed
+    ones make the sample bad."""
+    spans = (record.grounding or {}).get(field) if field and isinstance(record.grounding, dict) else None
+    if not spans:
+        return None
+    try:
+        return check_spans(spans, caption, f"{record.key}: grounding")
+    except LensError as err:
+        raise BadSample(str(err)) from None
 
 
 def _pick_text(record: Record, field: str | None) -> str | None:
@@ -99,16 +120,22 @@ def _decode_features(record: Record, ref, field: str | None, buckets: list[Bucke
     latent = features.latent
     stored = (latent.shape[1] * 16, latent.shape[2] * 16)
     bucket = bucket_for_latent(*stored, buckets)
-    text = caption = None
+    text = caption = places = None
     if field is not None:
         text = features.texts.get(field)
         if text is None:
             raise BadSample(f"{record.key}: data.caption asks for {field} features, which this sample lacks")
         # the caption itself too (`lens prepare` keeps it): a run that trains its LM encodes it again
         caption = record.dense if field == "dense" else record.brief
+        places = features.places.get(field)
+        if places is not None and tuple(places.shape) != (text.shape[0], 2):
+            raise BadSample(
+                f"{record.key}: {field} places {tuple(places.shape)} do not match its {text.shape[0]} tokens"
+            )
     return Sample(
-        key=record.key, ref=ref, bucket=bucket, stored_size=stored, latent=latent, text=text, caption=caption
-    )
+        key=record.key, ref=ref, bucket=bucket, stored_size=stored, latent=latent, text=text, caption=caption,
+        spans=caption_spans(record, field, caption), places=places,
+    )  # fmt: skip
 
 
 def to_pixels(samples: list[Sample]) -> Tensor:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from lens.errors import LensError
-from lens.world.compact import compact_caption
+from lens.text.grounding import GroundedPrompt, whole_prompt
+from lens.world.compact import compact_caption, grounded_compact_caption
 from lens.world.phrases import count_word, pick, refer, region
 from lens.world.scene import Background, Relation, Scene, SceneObject
 from lens.world.vocab import INVERSE, article, plural
@@ -163,6 +164,16 @@ def dense_caption(
     raise LensError(f"unknown caption style {style!r}; use one of {', '.join(CAPTION_STYLES)}")
 
 
+def grounded_caption(
+    scene: Scene, seed: int | None = None, keep: Sequence[Relation] = (), style: str = "compact"
+) -> GroundedPrompt:
+    """`dense_caption` with its spans (`lens.text.grounding`): every object phrase of a compact
+    caption at its object; a verbose caption has none."""
+    if style == "compact":
+        return grounded_compact_caption(scene, seed, keep)
+    return GroundedPrompt(dense_caption(scene, seed, keep, style))
+
+
 def verbose_caption(scene: Scene, seed: int | None = None, keep: Sequence[Relation] = ()) -> str:
     """A paragraph naming every object's colour, shape, size and place, the counts, the relations and
     the background. Deterministic for a scene (and `seed`, which picks other phrasings). Relations in
@@ -199,6 +210,12 @@ def verbose_caption(scene: Scene, seed: int | None = None, keep: Sequence[Relati
 def salient(scene: Scene) -> SceneObject:
     """The largest object (the first one on ties)."""
     return max(scene.objects, key=lambda o: o.radius)
+
+
+def grounded_brief_caption(scene: Scene, seed: int | None = None) -> GroundedPrompt:
+    """`brief_caption`, all of it at its object's centre (it names one object and nothing else)."""
+    text, o = brief_caption(scene, seed), salient(scene)
+    return GroundedPrompt(text, whole_prompt(text, (o.x, o.y)))
 
 
 def brief_caption(scene: Scene, seed: int | None = None) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lens.text.grounding import GroundedPrompt
 from lens.world.phrases import count_word, pick, refer, region
 from lens.world.scene import Background, Relation, Scene, SceneObject
 from lens.world.vocab import INVERSE, article, plural
@@ -50,8 +51,31 @@ OPENERS = ("{summary} on {bg}: {items}.", "On {bg}, {summary}: {items}.", "{Bg} 
 SINGLE = ("{items} on {bg}.", "{Bg} with {items}.", "{items}, on {bg}.")
 
 
+# An object phrase is written between these, the object's index in between (`_mark`), so that its
+# characters are known after formatting; `_unmark` takes them out and returns the spans.
+_OPEN, _MID, _CLOSE = "\ue000", "\ue001", "\ue002"  # private-use: never in a caption, not whitespace
+
+
+def _mark(text: str, index: int) -> str:
+    return f"{_OPEN}{index}{_MID}{text}{_CLOSE}"
+
+
+def _unmark(text: str, objects: Sequence[SceneObject]) -> GroundedPrompt:
+    first, *marked = text.split(_OPEN)
+    plain, spans, length = [first], [], len(first)
+    for part in marked:  # "<index> _MID <phrase> _CLOSE <rest>"
+        index, rest = part.split(_MID, 1)
+        phrase, rest = rest.split(_CLOSE, 1)
+        o = objects[int(index)]
+        spans.append((length, length + len(phrase), o.x, o.y))
+        plain += [phrase, rest]
+        length += len(phrase) + len(rest)
+    return GroundedPrompt("".join(plain), spans)
+
+
 def _cap(text: str) -> str:
-    return text[0].upper() + text[1:]
+    at = text.index(_MID) + 1 if text.startswith(_OPEN) else 0  # a sentence may open with a phrase
+    return text[:at] + text[at].upper() + text[at + 1 :]
 
 
 def _join(parts: Sequence[str]) -> str:
@@ -80,27 +104,39 @@ def _summary(objects: list[SceneObject]) -> str:
     return _join([f"{article(s) if n == 1 else count_word(n)} {plural(s, n)}" for s, n in shapes.items()])
 
 
-def _item(obj: SceneObject, rng: np.random.Generator) -> str:
+def _item(obj: SceneObject, index: int, rng: np.random.Generator) -> str:
     head = f"{pick(rng, SIZES[obj.size])} {obj.color} {obj.shape}"
-    return f"{article(head)} {head} {pick(rng, PLACES[region(obj)])}"
+    return _mark(f"{article(head)} {head} {pick(rng, PLACES[region(obj)])}", index)
 
 
 def _relation(rel: Relation, refs: list[str], rng: np.random.Generator, flip: bool) -> str:
     i, j, name = rel.subject, rel.object, rel.relation
     if flip and name != "next to" and rng.random() < 0.5:
         i, j, name = j, i, INVERSE[name]  # state it from the other side
-    return _cap(f"{refs[i]} is {pick(rng, RELATIONS[name])} {refs[j]}.")
+    return _cap(f"{_mark(refs[i], i)} is {pick(rng, RELATIONS[name])} {_mark(refs[j], j)}.")
 
 
 def compact_caption(scene: Scene, seed: int | None = None, keep: Sequence[Relation] = ()) -> str:
     """The scene in <= ~40 words: counts, every object (size, colour, shape, place), relations,
     background. Deterministic for a scene (and `seed`, which picks other phrasings). Relations in
     `keep` are always stated, in their own direction (the reasoner keeps the prompt's relation)."""
+    return str(grounded_compact_caption(scene, seed, keep))
+
+
+def grounded_compact_caption(
+    scene: Scene, seed: int | None = None, keep: Sequence[Relation] = ()
+) -> GroundedPrompt:
+    """`compact_caption` with its spans: each object's phrase, and each reference to it in a
+    relation, at the object's centre."""
     rng = np.random.default_rng([scene.seed if seed is None else seed, 6])
     rows = ("top", "middle", "bottom")
-    objs = sorted(scene.objects, key=lambda o: (rows.index(region(o)[0]), o.x))  # reading order
+    order = sorted(  # reading order
+        range(len(scene.objects)),
+        key=lambda k: (rows.index(region(scene.objects[k])[0]), scene.objects[k].x),
+    )
+    objs = [scene.objects[k] for k in order]
     bg = _background(scene.background, rng)
-    items = _join([_item(o, rng) for o in objs])
+    items = _join([_item(scene.objects[k], k, rng) for k in order])
     if len(objs) == 1:
         text = pick(rng, SINGLE).format(items=items, bg=bg, Bg=_cap(bg))
     else:
@@ -114,4 +150,4 @@ def compact_caption(scene: Scene, seed: int | None = None, keep: Sequence[Relati
         extra = _relation(others[rng.integers(len(others))], refs, rng, flip=True)
         if len(" ".join([*sentences, extra]).split()) <= MAX_WORDS:
             sentences.append(extra)
-    return " ".join(sentences)
+    return _unmark(" ".join(sentences), scene.objects)

@@ -11,15 +11,18 @@ from __future__ import annotations
 import itertools
 import zlib
 
-from lens.world.captions import dense_caption
+from lens.text.grounding import GroundedPrompt
+from lens.world.captions import grounded_caption
 from lens.world.geneval import parse_prompt
 from lens.world.sampler import scene_for_metadata
 from lens.world.scene import Relation, Scene
 
 
-def reason(prompt: str, seed: int | None = None, style: str = "compact") -> tuple[str, Scene]:
+def reason(prompt: str, seed: int | None = None, style: str = "compact") -> tuple[GroundedPrompt, Scene]:
     """(dense caption in `style`, the scene it describes) for a short prompt; deterministic by prompt
-    and seed. The style should be the one the model trained on (`lens.world.captions.CAPTION_STYLES`)."""
+    and seed. The style should be the one the model trained on (`lens.world.captions.CAPTION_STYLES`).
+    The caption is a `GroundedPrompt`: a compact one carries its object phrases' places (the layout a
+    grounded model draws by)."""
     metadata = parse_prompt(prompt)
     if seed is None:
         seed = zlib.crc32(metadata["prompt"].encode())
@@ -31,9 +34,9 @@ def reason(prompt: str, seed: int | None = None, style: str = "compact") -> tupl
         for k, req in enumerate(metadata["include"])
         if "position" in req
     ]
-    return dense_caption(scene, keep=keep, style=style), scene
+    return grounded_caption(scene, keep=keep, style=style), scene
 
 
-def rewrite_prompt(prompt: str, seed: int | None = None, style: str = "compact") -> str:
+def rewrite_prompt(prompt: str, seed: int | None = None, style: str = "compact") -> GroundedPrompt:
     """'a photo of two red circles' -> a dense caption of a scene with exactly two red circles."""
     return reason(prompt, seed, style)[0]

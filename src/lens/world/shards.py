@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import io
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from lens.data.sample import BRIEF_EXT, DENSE_EXT, META_EXT
 from lens.data.shards import ShardWriter, iter_shard
 from lens.errors import LensError
 from lens.resolution import validate_size
-from lens.world.captions import CAPTION_STYLES, brief_caption, dense_caption
+from lens.text.grounding import GroundedPrompt
+from lens.world.captions import CAPTION_STYLES, grounded_brief_caption, grounded_caption
 from lens.world.render import render_scene
 from lens.world.sampler import check_object_scale, sample_scene
 from lens.world.scene import Scene
@@ -34,8 +36,8 @@ SHARD_PATTERN = "world-%06d.tar"
 class WorldSample:
     key: str
     image: Image.Image
-    caption: str  # dense
-    brief: str
+    caption: GroundedPrompt  # dense, with the spans of its object phrases
+    brief: GroundedPrompt  # all of it at the salient object
     scene: Scene
 
 
@@ -58,8 +60,8 @@ def make_sample(
     return WorldSample(
         key=f"{index:08d}",
         image=render_scene(scene, height, width),
-        caption=dense_caption(scene, style=caption_style),
-        brief=brief_caption(scene),
+        caption=grounded_caption(scene, style=caption_style),
+        brief=grounded_brief_caption(scene),
         scene=scene,
     )
 
@@ -72,13 +74,16 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def sample_members(s: WorldSample) -> dict[str, bytes | str]:
-    """The tar members of one world sample: the layout every world shard has."""
+    """The tar members of one world sample: the layout every world shard has. The json is the scene
+    graph plus `grounding`: each caption's spans (`lens.text.grounding`, what `model.text_grounding`
+    trains on)."""
+    grounding = {"dense": [list(x) for x in s.caption.spans], "brief": [list(x) for x in s.brief.spans]}
     return {
         "__key__": s.key,
         "png": png_bytes(s.image),
-        DENSE_EXT: s.caption,
-        BRIEF_EXT: s.brief,
-        META_EXT: s.scene.to_json(),
+        DENSE_EXT: str(s.caption),
+        BRIEF_EXT: str(s.brief),
+        META_EXT: json.dumps({**s.scene.to_dict(), "grounding": grounding}, sort_keys=True),
     }
 
 
@@ -147,10 +152,12 @@ def read_shards(path: str) -> Iterator[WorldSample]:
         for d in iter_shard(url):
             with Image.open(io.BytesIO(d["png"])) as image:
                 rgb = image.convert("RGB")
+            meta = json.loads(d[META_EXT].decode())
+            spans = meta.get("grounding", {})  # shards written before grounding have none
             yield WorldSample(
                 key=d["__key__"],
                 image=rgb,
-                caption=d[DENSE_EXT].decode(),
-                brief=d[BRIEF_EXT].decode(),
-                scene=Scene.from_json(d[META_EXT].decode()),
+                caption=GroundedPrompt(d[DENSE_EXT].decode(), spans.get("dense", ())),
+                brief=GroundedPrompt(d[BRIEF_EXT].decode(), spans.get("brief", ())),
+                scene=Scene.from_dict(meta),
             )
