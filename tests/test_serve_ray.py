@@ -102,7 +102,7 @@ def test_two_ray_serve_replicas_answer_the_openai_client(tmp_path, cluster):
                 assert response.headers["content-type"] == "image/png"
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C: the app is deleted and Ray Serve shut down
-        code = proc.wait(60)
+        code = proc.wait(120)  # replicas get 10 s each; Ray's own teardown is slow on a loaded 2-core box
     assert code == 130, log.read_text()[-3000:]
     assert _refused(url)  # the proxy no longer listens
     assert _serve_actors() == []  # controller, proxy and replicas are gone; the cluster itself stays
