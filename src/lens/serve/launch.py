@@ -148,9 +148,10 @@ def ray_serving(config: ServeConfig, replicas: int, host: str = "127.0.0.1", por
             raise LensError(f"the Ray Serve deployment failed: {_why(serve) or err}") from None
         yield url
     finally:
-        serve.delete(APP_NAME)
-        if not serve.status().applications:  # Serve ran nothing else on this cluster
+        if set(serve.status().applications) <= {APP_NAME}:  # Serve runs nothing else here: one teardown
             serve.shutdown()
+        else:
+            serve.delete(APP_NAME)
 
 
 def _why(serve) -> str | None:
