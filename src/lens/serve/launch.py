@@ -138,9 +138,6 @@ def ray_serving(config: ServeConfig, replicas: int, host: str = "127.0.0.1", por
             # 429s) decides what waits, plus room for the running batch and the cheap routes
             max_ongoing_requests=config.max_queue + config.max_batch + 16,
             max_constructor_retry_count=1,  # a pipeline that cannot load will not load on a retry
-            # Ctrl-C: a replica gets 10 s to finish its batch (Ray's default 20 s per replica makes a
-            # 2-core machine wait over a minute)
-            graceful_shutdown_timeout_s=10,
         )
         try:
             serve.run(replica.bind(config, store.bind(config.url_ttl)), name=APP_NAME, route_prefix="/")
@@ -148,10 +145,9 @@ def ray_serving(config: ServeConfig, replicas: int, host: str = "127.0.0.1", por
             raise LensError(f"the Ray Serve deployment failed: {_why(serve) or err}") from None
         yield url
     finally:
-        if set(serve.status().applications) <= {APP_NAME}:  # Serve runs nothing else here: one teardown
+        serve.delete(APP_NAME)
+        if not serve.status().applications:  # Serve ran nothing else on this cluster
             serve.shutdown()
-        else:
-            serve.delete(APP_NAME)
 
 
 def _why(serve) -> str | None:
