@@ -175,3 +175,23 @@ def test_pipeline_grounding_is_off_for_lens_and_explicit_or_default_for_a_ground
     with pytest.raises(LensError, match="not prompt_embeds"):
         embeds, mask = grounded.encode_prompt(prompt)
         grounded(prompt_embeds=embeds, prompt_mask=mask, grounding=[phrases])
+
+
+def test_malformed_grounding_makes_the_sample_bad_not_the_run(tmp_path):
+    from lens.source.base import BadSample, Record
+
+    write_synthetic_shards(tmp_path, samples=1, shards=1, seed=4)
+    good = next(TarSource(sorted(str(p) for p in tmp_path.glob("*.tar"))).records(0))
+    cfg = load_config("debug")
+    cfg.data.caption_dropout = 0.0
+    buckets = parse_buckets(cfg.data.buckets)
+    assert decode_sample(good, 0, 0, buckets, cfg.data, 0).spans  # the world's own spans decode
+    for grounding, why in (
+        ("not a dict", "must map caption names"),
+        ({"dense": [[0, 10_000, 0.5, 0.5]]}, "outside the"),
+        ({"dense": [[0, 4, 12.0, 0.5]]}, "image fractions"),
+        ({"dense": [["a", "b"]]}, "not a \\(start, end, x, y\\) span"),
+    ):
+        bad = Record(good.key, good.dense, good.brief, image=good.image, grounding=grounding)
+        with pytest.raises(BadSample, match=why):
+            decode_sample(bad, 0, 0, buckets, cfg.data, 0)

@@ -16,6 +16,7 @@ from torch import Tensor
 from lens.errors import LensError
 from lens.latents import to_tokens
 from lens.model.layout import Pack
+from lens.text.grounding import pad_places
 from lens.train.samples import Microbatch, to_pixels
 
 
@@ -50,14 +51,9 @@ class ModelInputs:
         return self.x0.shape[0] * (self.x0.shape[1] + self.text.shape[1])
 
 
-def _places(texts: list[Tensor], places: list[Tensor | None] | None) -> list[Tensor] | None:
-    """Per sample (S_i, 2) places, NaN rows for samples without any; None when no sample has any."""
-    if places is None or all(p is None for p in places):
-        return None
-    return [
-        p if p is not None else t.new_full((t.shape[0], 2), float("nan"))
-        for t, p in zip(texts, places, strict=True)
-    ]
+def _nan_filled(texts: list[Tensor], places: list[Tensor | None]) -> list[Tensor]:
+    """Per sample (S_i, 2) places, NaN rows (not grounded) for samples without any."""
+    return [p if p is not None else t.new_full((t.shape[0], 2), float("nan")) for t, p in zip(texts, places)]
 
 
 def assemble(
@@ -68,7 +64,8 @@ def assemble(
     grids = [(int(z.shape[1]), int(z.shape[2])) for z in latents]
     lengths = [int(t.shape[0]) for t in texts]
     tokens = [to_tokens(z[None])[0] for z in latents]  # (N_i, 128)
-    places = _places(texts, places)
+    if places is not None and all(p is None for p in places):
+        places = None  # nothing grounded: the released layout
     if packed:
         return ModelInputs(
             x0=torch.cat(tokens)[None],
@@ -78,19 +75,16 @@ def assemble(
             pack=Pack(image_grids=tuple(grids), text_lengths=tuple(lengths)),
             grids=grids,
             text_lengths=lengths,
-            places=None if places is None else torch.cat(places)[None],
+            places=None if places is None else torch.cat(_nan_filled(texts, places))[None],
         )
     if len(set(grids)) != 1:
         raise ValueError(f"a bucket batch needs one latent grid, got {sorted(set(grids))}")
     width = max(lengths)
     text = texts[0].new_zeros(len(texts), width, *texts[0].shape[1:])  # (B, S, L, D)
     mask = torch.zeros(len(texts), width, dtype=torch.bool, device=text.device)  # (B, S)
-    padded = None if places is None else text.new_full((len(texts), width, 2), float("nan"))  # (B, S, 2)
     for i, t in enumerate(texts):
         text[i, : t.shape[0]] = t
         mask[i, : t.shape[0]] = True
-        if padded is not None:
-            padded[i, : t.shape[0]] = places[i]
     return ModelInputs(
         x0=torch.stack(tokens),
         text=text,
@@ -99,7 +93,7 @@ def assemble(
         pack=None,
         grids=grids,
         text_lengths=lengths,
-        places=padded,
+        places=None if places is None else pad_places(places, width).to(text.device),  # (B, S, 2)
     )
 
 

@@ -301,9 +301,7 @@ class Trainer:
                     self.metrics.report(
                         self.step, loss, norm, self.lr_at(self.step - 1), self.skipped, self.loader.stats
                     )
-                if (
-                    self.stopped
-                ):  # preempted: the checkpoint first, before anything that may outlast the grace period
+                if self.stopped:  # preempted: save first; evals may outlast the grace period
                     self.save()
                     break
                 if cfg.log.eval_every and (self.step % cfg.log.eval_every == 0 or last):

@@ -94,7 +94,9 @@ def decode_sample(record: Record, part: int, epoch: int, buckets: list[Bucket], 
 def caption_spans(record: Record, field: str | None, caption: str | None) -> tuple | None:
     """The spans of the chosen caption from the record's grounding (None: it has none); malformed
     ones make the sample bad."""
-    spans = (record.grounding or {}).get(field) if field and isinstance(record.grounding, dict) else None
+    if record.grounding is not None and not isinstance(record.grounding, dict):
+        raise BadSample(f"{record.key}: grounding must map caption names to [[start, end, x, y], ...]")
+    spans = (record.grounding or {}).get(field) if field else None
     if not spans:
         return None
     try:
