@@ -60,3 +60,19 @@ def test_write_read_round_trip_and_errors(tmp_path):
         read_prompts(str(bad))
     with pytest.raises(LensError, match="nano-prompts"):
         read_prompts(str(tmp_path / "missing.jsonl"))
+
+
+def test_prompts_held_out_from_a_suite(tmp_path, capsys):
+    """RL prompts that share no prompt with the suite a model is scored on (`--exclude`)."""
+    from lens.cli import main
+
+    suite, rl = tmp_path / "suite.jsonl", tmp_path / "rl.jsonl"
+    assert main(["eval", "nano-prompts", "--out", str(suite)]) == 0
+    assert main(["eval", "nano-prompts", "--out", str(rl), "--seed", "1", "--exclude", str(suite)]) == 0
+    held_out = {md["prompt"] for md in read_prompts(str(suite))}
+    kept = read_prompts(str(rl))
+    assert kept and not held_out & {md["prompt"] for md in kept}
+    assert {md["tag"] for md in kept} >= {"colors", "position", "color_attr"}
+    capsys.readouterr()
+    assert main(["eval", "nano-prompts", "--out", str(rl), "--exclude", str(suite)]) == 2
+    assert "every prompt is in" in capsys.readouterr().err

@@ -20,6 +20,11 @@ def register(subparsers) -> None:
     n.add_argument("--out", required=True, help="e.g. prompts.jsonl")
     n.add_argument("--seed", type=int, default=0)
     n.add_argument("--per-tag", type=int, default=32, help="prompts for colors, position and color_attr each")
+    n.add_argument(
+        "--exclude",
+        metavar="FILE",
+        help="leave out every prompt of this suite (e.g. RL prompts held out from the default suite)",
+    )
     n.set_defaults(func=_prompts)
 
     s = sub.add_parser(
@@ -182,9 +187,14 @@ def register(subparsers) -> None:
 
 
 def _prompts(args: argparse.Namespace) -> int:
-    from lens.eval.prompts import nano_prompts, write_prompts
+    from lens.eval.prompts import nano_prompts, read_prompts, write_prompts
 
     prompts = nano_prompts(args.seed, args.per_tag)
+    if args.exclude:
+        held_out = {md["prompt"] for md in read_prompts(args.exclude)}
+        prompts = [md for md in prompts if md["prompt"] not in held_out]
+        if not prompts:
+            raise LensError(f"every prompt is in {args.exclude}; choose another --seed or a larger --per-tag")
     write_prompts(args.out, prompts)
     print(f"wrote {len(prompts)} prompts to {args.out}")
     return 0

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from lens.resolution import parse_size
 from lens.train.config import AdamWConfig, CheckpointConfig, SavedConfig
-from lens.train.posttrain import LENS_SIZES, NANO_EVAL_PROMPTS, TINY, LogConfig, RunConfig, check
+from lens.train.posttrain import LENS_SIZES, NANO_EVAL_PROMPTS, REWRITES, TINY, LogConfig, RunConfig, check
 
 ADVERSARIAL_LOSSES = ("non-saturating", "hinge")
 
@@ -40,6 +40,8 @@ class DataConfig:
     batch: int = 4  # images per update (all at one size)
     sizes: tuple[str, ...] = ("1024x1024",)  # HxW buckets; each step draws one. The first: grids, export
     max_text_tokens: int = 512
+    # none, or the caption style of the nano reasoner's rewrite of each prompt (posttrain.REWRITES)
+    rewrite: str = "none"
 
 
 @dataclass
@@ -122,6 +124,7 @@ def validate(cfg: DistillConfig) -> DistillConfig:
             (bool(d.prompts), "data.prompts is empty; give a .txt or .jsonl prompt file, or nano-eval"),
             (d.batch >= 1 and d.max_text_tokens >= 1, "data.batch and data.max_text_tokens must be >= 1"),
             (bool(d.sizes), "data.sizes is empty; e.g. 1024x1024;768x1376"),
+            (d.rewrite in REWRITES, f"data.rewrite must be one of {', '.join(REWRITES)}"),
             (math.isfinite(m.guidance) and m.guidance >= 1, "dmd.guidance must be a finite number >= 1"),
             (math.isfinite(m.weight) and m.weight >= 0, "dmd.weight must be >= 0"),
             (_range_ok(m.sigmas) and _range_ok(m.ca_sigmas),

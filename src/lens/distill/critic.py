@@ -52,8 +52,10 @@ def teacher_features(
     mask: Tensor | None,
     grid: tuple[int, int],
     autocast: contextlib.AbstractContextManager | None = None,
+    places: Tensor | None = None,
 ) -> list[Tensor]:
-    """The image stream after each of `blocks` for x_t (B, N, C) at noise levels sigma (B,)."""
+    """The image stream after each of `blocks` for x_t (B, N, C) at noise levels sigma (B,);
+    `places` (B, S, 2): the text's grounded places, for a grounded teacher."""
     captured: dict[int, Tensor] = {}
     last = blocks[-1]
 
@@ -69,7 +71,10 @@ def teacher_features(
     handles = [layers[i].register_forward_hook(hook_for(i)) for i in blocks]
     try:
         with autocast if autocast is not None else contextlib.nullcontext():
-            teacher(x_t, text, sigma.to(x_t), image_grid=grid, encoder_attention_mask=mask_or_none(mask))
+            teacher(
+                x_t, text, sigma.to(x_t), image_grid=grid, encoder_attention_mask=mask_or_none(mask),
+                encoder_places=places,
+            )  # fmt: skip
     except _Stop:
         pass
     finally:

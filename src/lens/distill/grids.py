@@ -13,14 +13,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from lens.train.posttrain import Prompt, rewrite_prompts
 from lens.train.previews import sample_latents, write_preview
 
 
 class Comparison:
-    def __init__(self, cfg, teacher, student, scheduler, encoders, device, autocast_dtype):
+    def __init__(self, cfg, teacher, student, scheduler, encoders, device, autocast_dtype, grounded=False):
         self.cfg, self.teacher, self.student, self.scheduler = cfg, teacher, student, scheduler
         self.encoders, self.device, self.autocast_dtype = encoders, device, autocast_dtype
+        self.grounded = grounded  # the teacher was trained grounded: its prompts' places go in
         self._texts: list[Tensor] | None = None
+        self._places: list[Tensor] | None = None
         self._teacher: Tensor | None = None
 
     def latents(self) -> tuple[Tensor, Tensor]:
@@ -29,14 +32,20 @@ class Comparison:
         h, w = cfg.sizes()[0]
         grid = (h // 16, w // 16)
         if self._texts is None:
-            self._texts = self.encoders.encode_text(list(cfg.log.sample_prompts))
+            prompts = rewrite_prompts([Prompt(p, None) for p in cfg.log.sample_prompts], cfg.data.rewrite)
+            captions = [p.conditioning for p in prompts]
+            self._texts = self.encoders.encode_text(captions)
+            self._places = self.encoders.prompt_places(captions, self.grounded)
         args = (cfg.log.sample_seed, self.device, self.autocast_dtype)
         if self._teacher is None:
-            steps = cfg.adversarial.real_steps
-            self._teacher = sample_latents(self.teacher, self._texts, grid, steps, cfg.dmd.guidance, *args)
+            steps, w = cfg.adversarial.real_steps, cfg.dmd.guidance
+            self._teacher = sample_latents(
+                self.teacher, self._texts, grid, steps, w, *args, places=self._places
+            )
         student = sample_latents(
-            self.student, self._texts, grid, cfg.student.steps, 1.0, *args, scheduler=self.scheduler
-        )
+            self.student, self._texts, grid, cfg.student.steps, 1.0, *args, scheduler=self.scheduler,
+            places=self._places,
+        )  # fmt: skip
         return student, self._teacher
 
     def gap(self, latents: tuple[Tensor, Tensor] | None = None) -> float:

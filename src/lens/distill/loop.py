@@ -49,13 +49,14 @@ from lens.model.flops import forward_flops
 from lens.sampling.euler import denoiser_velocity
 from lens.sampling.guidance import apply_cfg
 from lens.sampling.schedule import noised
+from lens.text.grounding import pad_places
 from lens.train.config import Config, EncoderConfig, ModelConfig
 from lens.train.encoders import FrozenEncoders
 from lens.train.faults import disk_errors
 from lens.train.logs import log
 from lens.train.metrics import Metrics, timer
 from lens.train.postrun import PostTrainer
-from lens.train.posttrain import derived_seed, read_prompts
+from lens.train.posttrain import derived_seed, read_prompts, rewrite_prompts
 from lens.train.previews import pad_texts, sample_latents
 
 
@@ -71,6 +72,7 @@ class Batch:
     mask: Tensor  # (B, S) bool
     grid: tuple[int, int]
     real: Tensor  # (B, N, C): the teacher's samples
+    places: Tensor | None  # (B, S, 2) grounded places of the text, for a grounded teacher; else None
 
 
 class DistillTrainer(PostTrainer):
@@ -80,7 +82,8 @@ class DistillTrainer(PostTrainer):
         self.cfg = cfg
         self.check_start(run_dir_of(cfg), resume)
         check_out(Path(cfg.out))
-        self.prompts = [p.text for p in read_prompts(cfg.data.prompts, "data.prompts")]
+        prompts = rewrite_prompts(read_prompts(cfg.data.prompts, "data.prompts"), cfg.data.rewrite)
+        self.prompts = [p.conditioning for p in prompts]
         device = self.open_run(cfg.run)
 
         # the teacher, its frozen encoders, and the three trained modules that start from it
@@ -92,6 +95,7 @@ class DistillTrainer(PostTrainer):
             str(folder / "transformer"), torch_dtype=torch.float32
         )
         tc = teacher.config
+        self.grounded = bool(tc.get("text_grounding", False))  # the teacher was trained grounded
         view = Config(
             model=ModelConfig(
                 enc_hidden_dim=tc.enc_hidden_dim, selected_layer_index=tuple(tc.selected_layer_index)
@@ -124,8 +128,9 @@ class DistillTrainer(PostTrainer):
         )  # fmt: skip
         self.scheduler = student_scheduler(cfg)
         self.comparison = Comparison(
-            cfg, self.teacher, student, self.scheduler, self.encoders, device, self.autocast_dtype
-        )
+            cfg, self.teacher, student, self.scheduler, self.encoders, device, self.autocast_dtype,
+            self.grounded,
+        )  # fmt: skip
         self.out: Path | None = None  # the exported student, once the run is done
         self.resume_state(resume)
         cfg.save(self.run_dir / "distill.json")
@@ -148,12 +153,16 @@ class DistillTrainer(PostTrainer):
     def randn(self, gen: torch.Generator, like: Tensor) -> Tensor:
         return torch.randn(like.shape, generator=gen).to(like.device)
 
-    def velocity(self, model, x_t: Tensor, sigma: Tensor, text: Tensor, mask, grid) -> Tensor:
-        return denoiser_velocity(model, x_t, text, mask, sigma * 1000.0, grid, autocast=self.autocast())
+    def velocity(self, model, x_t: Tensor, sigma: Tensor, b: Batch, conditional: bool = True) -> Tensor:
+        """One branch's velocity: the batch's text (and places), or zero text tokens."""
+        text, mask, places = (b.text, b.mask, b.places) if conditional else (b.text[:, :0], None, None)
+        return denoiser_velocity(
+            model, x_t, text, mask, sigma * 1000.0, b.grid, autocast=self.autocast(), places=places
+        )
 
     def features(self, x_t: Tensor, sigma: Tensor, b: Batch) -> list[Tensor]:
         return teacher_features(
-            self.teacher, self.blocks, x_t, sigma, b.text, b.mask, b.grid, self.autocast()
+            self.teacher, self.blocks, x_t, sigma, b.text, b.mask, b.grid, self.autocast(), b.places
         )
 
     def sample(self, b: Batch, gen: torch.Generator) -> Tensor:
@@ -163,8 +172,9 @@ class DistillTrainer(PostTrainer):
         index = int(torch.randint(steps, (1,), generator=gen))
         self._indexes.append(index)
         return student_x0(
-            self.student, self.scheduler, steps, index, noise, b.text, b.mask, b.grid, self.autocast()
-        )
+            self.student, self.scheduler, steps, index, noise, b.text, b.mask, b.grid, self.autocast(),
+            b.places,
+        )  # fmt: skip
 
     def optimise(self, loss: Tensor, module: nn.Module) -> float:
         """Backward into `module`'s parameters only, clip, one AdamW step; returns the gradient norm."""
@@ -182,14 +192,18 @@ class DistillTrainer(PostTrainer):
         order = torch.cat([torch.randperm(len(self.prompts), generator=gen) for _ in range(repeats)])[:n]
         sizes = cfg.sizes()
         h, w = sizes[int(torch.randint(len(sizes), (1,), generator=gen))]
-        texts = self.encoders.encode_text([self.prompts[i] for i in order.tolist()])
+        captions = [self.prompts[i] for i in order.tolist()]
+        texts = self.encoders.encode_text(captions)
+        places = self.encoders.prompt_places(captions, self.grounded)
         text, mask = pad_texts(texts)
         grid = (h // 16, w // 16)
         real = sample_latents(
             self.teacher, texts, grid, cfg.adversarial.real_steps, cfg.dmd.guidance,
             derived_seed(cfg.run.seed, self.step, "real"), self.info.device, self.autocast_dtype,
+            places=places,
         )  # fmt: skip
-        return Batch(text, mask, grid, to_tokens(real))
+        padded = None if places is None else pad_places(places, text.shape[1]).to(text.device)
+        return Batch(text, mask, grid, to_tokens(real), padded)
 
     def noise_level(self, gen: torch.Generator, bounds, x: Tensor) -> tuple[Tensor, Tensor]:
         """(sigma (B,), x noised at it with fresh noise)."""
@@ -204,7 +218,7 @@ class DistillTrainer(PostTrainer):
         with torch.no_grad():
             x = self.sample(b, gen)
         s, noise = self.levels(gen, m.sigmas, x.shape[0]), self.randn(gen, x)
-        v = self.velocity(self.fake, noised(x, noise, s), s, b.text, b.mask, b.grid)
+        v = self.velocity(self.fake, noised(x, noise, s), s, b)
         fake_loss = denoising_loss(v, x, noise)
         # real and fake at the same noise levels; the perturbed real input for approximate R1
         s = self.levels(gen, m.sigmas, x.shape[0])
@@ -230,12 +244,12 @@ class DistillTrainer(PostTrainer):
         xd = x.detach()
         with torch.no_grad():
             s, x_t = self.noise_level(gen, m.sigmas, xd)  # DM: the fake score vs the teacher
-            x0_fake = x0_prediction(x_t, s, self.velocity(self.fake, x_t, s, b.text, b.mask, b.grid))
-            x0_cond = x0_prediction(x_t, s, self.velocity(self.teacher, x_t, s, b.text, b.mask, b.grid))
+            x0_fake = x0_prediction(x_t, s, self.velocity(self.fake, x_t, s, b))
+            x0_cond = x0_prediction(x_t, s, self.velocity(self.teacher, x_t, s, b))
             g_dm = matching_gradient(xd, x0_fake, x0_cond)
             s, x_t = self.noise_level(gen, m.ca_sigmas, xd)  # CA: the teacher vs itself with CFG
-            v_cond = self.velocity(self.teacher, x_t, s, b.text, b.mask, b.grid)
-            v_null = self.velocity(self.teacher, x_t, s, b.text[:, :0], None, b.grid)
+            v_cond = self.velocity(self.teacher, x_t, s, b)
+            v_null = self.velocity(self.teacher, x_t, s, b, conditional=False)
             x0_guided = x0_prediction(x_t, s, apply_cfg(v_cond, v_null, m.guidance))
             g_ca = matching_gradient(xd, x0_prediction(x_t, s, v_cond), x0_guided)
         dm, ca = dmd_loss(x, g_dm), dmd_loss(x, g_ca)

@@ -42,19 +42,21 @@ def student_x0(
     mask: Tensor | None,
     grid: tuple[int, int],
     autocast: contextlib.AbstractContextManager | None = None,
+    places: Tensor | None = None,
 ) -> Tensor:
     """The student's clean prediction (B, N, C) at its step `index` (0-based) from `noise` (B, N, C):
-    its first `index` steps without a graph, the last velocity with one when gradients are on."""
+    its first `index` steps without a graph, the last velocity with one when gradients are on.
+    `places` (B, S, 2): the text's grounded places, for a grounded model."""
     sigmas = scheduler_sigmas(scheduler, steps, grid[0] * grid[1], device=noise.device)
     timesteps = scheduler.timesteps
 
-    def velocity(x: Tensor, embeds: Tensor, m: Tensor | None, t: Tensor) -> Tensor:
-        return denoiser_velocity(student, x, embeds, m, t, grid, autocast=autocast)
+    def velocity(x: Tensor, embeds: Tensor, m: Tensor | None, t: Tensor, places=None) -> Tensor:
+        return denoiser_velocity(student, x, embeds, m, t, grid, autocast=autocast, places=places)
 
     with torch.no_grad():
-        text_only = Conditions(text, mask, text[:, :0], None)
+        text_only = Conditions(text, mask, text[:, :0], None, places)
         x = euler_sample(velocity, noise, scheduler, text_only, 1.0, timesteps=timesteps[:index])
-    v = velocity(x, text, mask, timesteps[index])
+    v = velocity(x, text, mask, timesteps[index], places)
     return x0_prediction(x, sigmas[index].expand(x.shape[0]), v)
 
 

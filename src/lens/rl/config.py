@@ -22,7 +22,7 @@ from pathlib import Path
 
 from lens.resolution import parse_size
 from lens.train.config import AdamWConfig, CheckpointConfig, SavedConfig
-from lens.train.posttrain import LENS_SIZES, NANO_EVAL_PROMPTS, TINY, LogConfig, RunConfig, check
+from lens.train.posttrain import LENS_SIZES, NANO_EVAL_PROMPTS, REWRITES, TINY, LogConfig, RunConfig, check
 
 
 @dataclass
@@ -50,6 +50,8 @@ class RolloutConfig:
     guidance: float = 1.0  # CFG scale; <= 1 samples the conditional velocity the loss trains
     batch: int = 8  # images per denoiser forward, in rollouts and in the loss
     max_text_tokens: int = 512
+    # none, or the caption style of the nano reasoner's rewrite of each prompt (posttrain.REWRITES)
+    rewrite: str = "none"
 
 
 @dataclass
@@ -100,6 +102,7 @@ def validate(cfg: RLConfig) -> RLConfig:
             (r.steps >= 1 and r.batch >= 1, "rollout.steps and rollout.batch must be >= 1"),
             (math.isfinite(r.guidance), "rollout.guidance must be a finite number (1 = no CFG)"),
             (r.max_text_tokens >= 1, "rollout.max_text_tokens must be >= 1"),
+            (r.rewrite in REWRITES, f"rollout.rewrite must be one of {', '.join(REWRITES)}"),
             (math.isfinite(n.beta) and n.beta > 0, "nft.beta must be a positive number (the paper: 1)"),
             (math.isfinite(n.kl_weight) and n.kl_weight >= 0, "nft.kl_weight must be >= 0"),
             (n.std_eps > 0, "nft.std_eps must be > 0"),

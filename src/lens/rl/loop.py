@@ -31,7 +31,7 @@ from lens.train.logs import log
 from lens.train.metrics import Metrics, timer
 from lens.train.objective import step_generator
 from lens.train.postrun import PostTrainer
-from lens.train.posttrain import pipeline_folder, read_prompts
+from lens.train.posttrain import Prompt, pipeline_folder, read_prompts, rewrite_prompts
 from lens.train.previews import sample_latents, write_preview
 
 
@@ -57,7 +57,7 @@ class RLTrainer(PostTrainer):
         self.cfg = cfg
         self.check_start(run_dir_of(cfg), resume)
         self.reward = resolve(cfg, reward)
-        self.prompts = read_prompts(cfg.rollout.prompts)
+        self.prompts = rewrite_prompts(read_prompts(cfg.rollout.prompts), cfg.rollout.rewrite)
         device = self.open_run(cfg.run)
 
         # the base (reference policy), its frozen encoders, and the trained adapter
@@ -70,6 +70,7 @@ class RLTrainer(PostTrainer):
             cfg, base, dict(LensTransformer2DModel.load_config(str(base / "transformer")))
         )
         self.encoders = FrozenEncoders(self.view, device)
+        self.grounded = self.view.model.text_grounding  # the base was trained grounded
         torch.manual_seed(cfg.run.seed)  # the adapter's initialisation
         self.model = build_policy(self.view, cfg.run.activation_checkpointing, device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -96,11 +97,13 @@ class RLTrainer(PostTrainer):
         if not lg.sample_prompts:
             return
         h, w = self.cfg.sizes()[0]
-        texts = self.encoders.encode_text(list(lg.sample_prompts))
+        prompts = [Prompt(p, None) for p in lg.sample_prompts]
+        captions = [p.conditioning for p in rewrite_prompts(prompts, rc.rewrite)]
+        texts = self.encoders.encode_text(captions)
         with evaluating(self.model):
             latents = sample_latents(
                 self.model, texts, (h // 16, w // 16), rc.steps, rc.guidance, lg.sample_seed,
-                self.info.device, self.autocast_dtype,
+                self.info.device, self.autocast_dtype, places=self.encoders.prompt_places(captions, self.grounded),
             )  # fmt: skip
         images = self.encoders.decode_latents(latents)
         log.info("wrote %s", write_preview(self.run_dir, self.step, images, self.metrics))
@@ -129,7 +132,8 @@ class RLTrainer(PostTrainer):
         total = ro.rewards.numel()
         loss_sum = kl_sum = 0.0
         for i, chunk in enumerate(ro.chunks):
-            inputs = assemble(list(chunk.latents), [ro.texts[g] for g in chunk.groups], packed=False)
+            places = None if ro.places is None else [ro.places[g] for g in chunk.groups]
+            inputs = assemble(list(chunk.latents), [ro.texts[g] for g in chunk.groups], False, places)
             x0 = inputs.x0.float()  # (B, N, C)
             gen = step_generator(cfg.run.seed, self.step, i, 0)
             t = torch.rand(x0.shape[0], generator=gen)  # (B,) uniform noise levels
@@ -145,6 +149,7 @@ class RLTrainer(PostTrainer):
                     t * 1000.0,
                     inputs.grid,
                     autocast=self.autocast(),
+                    places=inputs.places,
                 )
 
             with evaluating(self.model):
@@ -168,7 +173,7 @@ class RLTrainer(PostTrainer):
         with evaluating(self.model):
             ro = rollout(
                 self.old.forward(self.model), self.encoders, groups, self.cfg, self.step, self.reward,
-                self.info.device, self.autocast_dtype,
+                self.info.device, self.autocast_dtype, self.grounded,
             )  # fmt: skip
         loss, kl, norm = self.update(ro)
         self.step += 1

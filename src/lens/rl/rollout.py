@@ -55,6 +55,7 @@ class Chunk:
 class Rollouts:
     groups: list[Group]
     texts: list[Tensor]  # (S_g, L, D) features of each group's prompt
+    places: list[Tensor] | None  # (S_g, 2) grounded places of them, for a grounded model; else None
     chunks: list[Chunk]
     rewards: Tensor  # (P, G) raw rewards, float64
 
@@ -78,13 +79,17 @@ def rollout(
     reward: Reward,
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
+    grounded: bool = False,
 ) -> Rollouts:
     """G images for every group with `sampler` (the old policy), decoded and scored in chunks of
-    `rollout.batch` same-size images."""
+    `rollout.batch` same-size images. The model sees each prompt's `conditioning` (grounded when it
+    was trained so); the reward judges the request `text`."""
     from lens.eval.nano_eval import to_images
 
     rc = cfg.rollout
-    texts = encoders.encode_text([g.prompt.text for g in groups])
+    captions = [g.prompt.conditioning for g in groups]
+    texts = encoders.encode_text(captions)
+    places = encoders.prompt_places(captions, grounded)
     rewards = torch.zeros(len(groups), rc.group_size, dtype=torch.float64)
     by_size: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for g, group in enumerate(groups):
@@ -97,7 +102,7 @@ def rollout(
             seed = derived_seed(cfg.run.seed, step, "rollout", len(chunks))
             latents = sample_latents(
                 sampler, [texts[g] for g in rows], (height // 16, width // 16), rc.steps, rc.guidance, seed,
-                device, autocast_dtype,
+                device, autocast_dtype, places=None if places is None else [places[g] for g in rows],
             )  # fmt: skip
             pixels = encoders.decode_latents(latents)  # (B, 3, H, W) in [0, 1]
             prompts = [groups[g].prompt for g in rows]
@@ -105,4 +110,4 @@ def rollout(
             for (g, k), score in zip(part, check_rewards(scores, len(part))):
                 rewards[g, k] = score
             chunks.append(Chunk(latents, rows, [k for _, k in part]))
-    return Rollouts(groups, texts, chunks, rewards)
+    return Rollouts(groups, texts, places, chunks, rewards)

@@ -164,6 +164,16 @@ class FrozenEncoders:
             for c, s in zip(captions, spans, strict=True)
         ]
 
+    def prompt_places(self, prompts: list[str], grounded: bool) -> list[Tensor] | None:
+        """(S_i, 2) places per prompt for a model trained grounded (`model.text_grounding`), as a
+        pipeline grounds them: a `GroundedPrompt`'s spans, else the whole prompt at the centre
+        (`lens.text.grounding.prompt_spans`); None for a model that is not (the released layout)."""
+        if not grounded:
+            return None
+        from lens.text.grounding import prompt_spans
+
+        return self.text_places(prompts, [prompt_spans(p) for p in prompts])
+
     def null_text(self) -> Tensor:
         """Zero text tokens: the null condition of caption dropout and of CFG."""
         return torch.zeros(0, len(self.layers), self.cfg.model.enc_hidden_dim, device=self.device)

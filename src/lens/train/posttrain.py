@@ -87,8 +87,29 @@ def check(cfg, own: list[tuple[bool, str]]):
 # ---------------------------------------------------------------------- prompts
 @dataclass
 class Prompt:
-    text: str
+    text: str  # the request, what a reward judges
     metadata: dict | None  # a .jsonl line's whole object (what a reward reads), else None
+    caption: str | None = None  # what the model is conditioned on, when a reasoner rewrote `text`
+
+    @property
+    def conditioning(self) -> str:
+        return self.text if self.caption is None else self.caption
+
+
+# `rollout.rewrite` / `data.rewrite`: none, or the caption style in which the nano world's rule-based
+# reasoner rewrites every prompt (`lens.world.reasoner.rewrite_prompt`), as `lens eval nano-run
+# --prompts reasoner` does for the model it scores; its captions carry grounding spans
+# (`lens.text.grounding.GroundedPrompt`) that a grounded model is conditioned on
+REWRITES = ("none", "compact", "verbose")
+
+
+def rewrite_prompts(prompts: list[Prompt], style: str) -> list[Prompt]:
+    """Each prompt with the nano reasoner's caption of it in `style` ("none": unchanged)."""
+    if style == "none":
+        return prompts
+    from lens.world.reasoner import rewrite_prompt
+
+    return [Prompt(p.text, p.metadata, rewrite_prompt(p.text, style=style)) for p in prompts]
 
 
 def read_prompts(spec: str, field: str = "rollout.prompts") -> list[Prompt]:
