@@ -195,3 +195,50 @@ def test_malformed_grounding_makes_the_sample_bad_not_the_run(tmp_path):
         bad = Record(good.key, good.dense, good.brief, image=good.image, grounding=grounding)
         with pytest.raises(BadSample, match=why):
             decode_sample(bad, 0, 0, buckets, cfg.data, 0)
+
+
+def test_a_caption_without_spans_trains_as_a_pipeline_grounds_a_plain_prompt(tmp_path):
+    """A user's caption (no grounding) reaches a grounded model at the centre, as `LensPipeline` puts a
+    plain prompt, in the online path and in `lens prepare`'s features alike; world captions keep theirs."""
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import load as load_bytes
+
+    from lens.finetune import ingest_folder
+    from lens.text.grounding import whole_prompt
+
+    cfg = load_config("debug")
+    enc = FrozenEncoders(cfg, torch.device("cpu"))
+    src = tmp_path / "world"
+    write_synthetic_shards(src, samples=4, shards=1, seed=3)
+    buckets = parse_buckets(cfg.data.buckets)
+    records = list(TarSource(sorted(str(p) for p in src.glob("*.tar"))).records(0))
+    samples = [decode_sample(r, 0, 0, buckets, cfg.data, 0) for r in records][:2]
+    user = dataclasses.replace(samples[1], spans=None)
+    inputs = encode_microbatch(Microbatch([samples[0], user], packed=True), enc, torch.device("cpu"), True)
+    n0, n1 = inputs.text_lengths
+    same_places(inputs.places[0, :n0], enc.text_places([samples[0].caption], [samples[0].spans])[0])
+    centre = enc.text_places([user.caption], [whole_prompt(user.caption)])[0]
+    same_places(inputs.places[0, n0 : n0 + n1], centre)
+    known = centre[~centre[:, 0].isnan()]
+    assert len(known) > 0 and torch.equal(known, torch.full_like(known, 0.5))
+    assert centre.isnan().any()  # the template's suffix stays ungrounded
+
+    folder, shards, features = tmp_path / "photos", tmp_path / "images", tmp_path / "features"
+    folder.mkdir()
+    captions = {"a": "a photo of a teal moon", "b": "two teal moons on sand"}
+    for name, caption in captions.items():
+        Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(folder / f"{name}.png")
+        (folder / f"{name}.txt").write_text(caption)
+    ingest_folder(folder, shards)
+    assert main(["prepare", str(shards), str(features), "--config", "debug"]) == 0
+    stored = [
+        (record_of(raw), load_bytes(raw[FEATURES_EXT]))
+        for raw in iter_shard(sorted(features.glob("*.tar"))[0])
+    ]
+    assert len(stored) == 2
+    for record, tensors in stored:
+        expected = enc.text_places([record.dense], [whole_prompt(record.dense)])[0]
+        same_places(tensors["places_dense"], expected)

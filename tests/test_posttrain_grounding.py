@@ -112,3 +112,20 @@ def test_rewrite_is_checked():
         load_rl_config("debug", ["rollout.rewrite=fancy"])
     with pytest.raises(LensError, match="data.rewrite must be one of"):
         load_distill_config("debug", ["out=x", "data.rewrite=fancy"])
+
+
+@pytest.mark.parametrize("kind", ["rl", "distill"])
+def test_a_sample_prompt_the_reasoner_cannot_read_stops_the_run_before_it_starts(tmp_path, kind):
+    bad = "log.sample_prompts=a photo of a red circle;a yellow star to the left of a purple heart"
+    run = tmp_path / kind
+    with pytest.raises(LensError, match="could not read 'a yellow star to the left of a purple heart'"):
+        if kind == "rl":
+            RLTrainer(
+                load_rl_config("debug", [f"run_dir={run}", "rollout.rewrite=compact", bad]), reward=scored
+            )
+        else:
+            cfg = load_distill_config(
+                "debug", [f"run_dir={run}", f"out={tmp_path / 'out'}", "data.rewrite=compact", bad]
+            )
+            DistillTrainer(cfg)
+    assert not (run / "checkpoints").exists()

@@ -89,7 +89,10 @@ def test_cli_run_logs_samples_checkpoints_and_exports(tmp_path, capsys):
 
     rows = read_rows(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert all({"loss", "reward_mean", "reward_std", "kl", "grad_norm"} <= r.keys() for r in rows)
+    assert all(
+        {"loss", "reward_mean", "reward_std", "reward_group_std", "kl", "grad_norm"} <= r.keys() for r in rows
+    )
+    assert all(0 <= r["reward_group_std"] <= r["reward_std"] + 1e-9 for r in rows)  # within <= overall
     assert (run / "samples" / "step_00000006.png").is_file()
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000003", "step_00000006"]
     assert json.loads((run / "rl.json").read_text())["reward"] == f"{__name__}:red_share"

@@ -97,6 +97,34 @@ def register(sub) -> None:
     e.add_argument("--loss-samples", type=int, default=32, help="held-out samples for --loss-shards")
     e.set_defaults(func=run_captions)
 
+    c = nano.add_parser(
+        "concept-data",
+        help="captioned world scenes with a new shape (a crescent), for lens finetune",
+        description="Write N world scenes in which one object is a crescent, a shape the world lacks, as "
+        "OUT/NNNN.png + OUT/NNNN.txt (the world's captions with 'crescent' for the shape).",
+    )
+    c.add_argument("out")
+    c.add_argument("--n", type=int, default=48, help="images (default 48)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--size", type=int, default=128, help="side in pixels, a multiple of 16 (default 128)")
+    c.set_defaults(func=run_concept_data)
+
+    v = nano.add_parser(
+        "concept-eval",
+        help="does a model draw crescents: 'a photo of a {colour} crescent', read by Nano-Eval's analyser",
+        description="Generate 'a photo of a {colour} crescent' for every chromatic colour and --seeds seeds "
+        "and print the share of images whose main object reads as a crescent (among the world's shapes and "
+        "the crescent) and as a crescent of the named colour.",
+    )
+    v.add_argument("--model", help="pipeline folder (default: the bundled Lens-Nano)")
+    v.add_argument("--lora", help="a LoRA adapter on it (folder or .safetensors)")
+    v.add_argument("--lora-scale", type=float, help="its strength (default 1.0)")
+    v.add_argument("--seeds", type=int, default=2, help="images per colour (default 2)")
+    v.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    v.add_argument("--guidance", type=float, help="CFG scale (default: the model's)")
+    v.add_argument("--grid", help="also write the images to this PNG, one row per seed")
+    v.set_defaults(func=run_concept_eval)
+
 
 def run_build(args: argparse.Namespace) -> int:
     import dataclasses
@@ -180,4 +208,35 @@ def run_captions(args: argparse.Namespace) -> int:
         print(format_loss_table(losses))
     if args.plot:
         print("plot:", plot(rows, args.plot, policies))
+    return 0
+
+
+def run_concept_data(args: argparse.Namespace) -> int:
+    from lens.research.new_concept import write_concept_folder
+    from lens.resolution import validate_size
+
+    if args.n < 1:
+        raise LensError(f"--n must be at least 1, got {args.n}")
+    validate_size(args.size, args.size)
+    out = write_concept_folder(args.out, args.n, args.seed, args.size)
+    print(f"wrote {args.n} crescent scenes to {out}; train with lens finetune {out} --base ...")
+    return 0
+
+
+def run_concept_eval(args: argparse.Namespace) -> int:
+    from lens.inference import load_pipeline
+    from lens.lora import check_lora_options, use_lora
+    from lens.research.new_concept import concept_eval, concept_grid
+
+    if args.seeds < 1 or (args.steps is not None and args.steps < 1):
+        raise LensError("--seeds and --steps must be at least 1")
+    lora = check_lora_options(args.lora, args.lora_scale)
+    pipe = load_pipeline(args.model)
+    if lora is not None:
+        use_lora(pipe, lora, args.lora_scale)
+    result = concept_eval(pipe, args.seeds, args.steps, args.guidance)
+    if args.grid:
+        concept_grid(result["images"], args.seeds).save(args.grid)
+    print(f"crescent {result['crescent']:.3f} | crescent in the named colour {result['crescent_and_colour']:.3f} "
+          f"| {len(result['rows'])} images")  # fmt: skip
     return 0

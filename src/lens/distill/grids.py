@@ -13,13 +13,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lens.train.posttrain import Prompt, rewrite_prompts
 from lens.train.previews import sample_latents, write_preview
 
 
 class Comparison:
-    def __init__(self, cfg, teacher, student, scheduler, encoders, device, autocast_dtype, grounded=False):
+    def __init__(
+        self, cfg, captions, teacher, student, scheduler, encoders, device, autocast_dtype, grounded=False
+    ):
         self.cfg, self.teacher, self.student, self.scheduler = cfg, teacher, student, scheduler
+        self.captions = captions  # what each of `log.sample_prompts` is conditioned on (`sample_captions`)
         self.encoders, self.device, self.autocast_dtype = encoders, device, autocast_dtype
         self.grounded = grounded  # the teacher was trained grounded: its prompts' places go in
         self._texts: list[Tensor] | None = None
@@ -32,10 +34,8 @@ class Comparison:
         h, w = cfg.sizes()[0]
         grid = (h // 16, w // 16)
         if self._texts is None:
-            prompts = rewrite_prompts([Prompt(p, None) for p in cfg.log.sample_prompts], cfg.data.rewrite)
-            captions = [p.conditioning for p in prompts]
-            self._texts = self.encoders.encode_text(captions)
-            self._places = self.encoders.prompt_places(captions, self.grounded)
+            self._texts = self.encoders.encode_text(self.captions)
+            self._places = self.encoders.prompt_places(self.captions, self.grounded)
         args = (cfg.log.sample_seed, self.device, self.autocast_dtype)
         if self._teacher is None:
             steps, w = cfg.adversarial.real_steps, cfg.dmd.guidance

@@ -56,7 +56,7 @@ from lens.train.faults import disk_errors
 from lens.train.logs import log
 from lens.train.metrics import Metrics, timer
 from lens.train.postrun import PostTrainer
-from lens.train.posttrain import derived_seed, read_prompts, rewrite_prompts
+from lens.train.posttrain import derived_seed, read_prompts, rewrite_prompts, sample_captions
 from lens.train.previews import pad_texts, sample_latents
 
 
@@ -84,6 +84,7 @@ class DistillTrainer(PostTrainer):
         check_out(Path(cfg.out))
         prompts = rewrite_prompts(read_prompts(cfg.data.prompts, "data.prompts"), cfg.data.rewrite)
         self.prompts = [p.conditioning for p in prompts]
+        captions = sample_captions(cfg.log.sample_prompts, cfg.data.rewrite)  # fails before the run
         device = self.open_run(cfg.run)
 
         # the teacher, its frozen encoders, and the three trained modules that start from it
@@ -128,7 +129,7 @@ class DistillTrainer(PostTrainer):
         )  # fmt: skip
         self.scheduler = student_scheduler(cfg)
         self.comparison = Comparison(
-            cfg, self.teacher, student, self.scheduler, self.encoders, device, self.autocast_dtype,
+            cfg, captions, self.teacher, student, self.scheduler, self.encoders, device, self.autocast_dtype,
             self.grounded,
         )  # fmt: skip
         self.out: Path | None = None  # the exported student, once the run is done

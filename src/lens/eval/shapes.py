@@ -65,22 +65,30 @@ def features(mask: np.ndarray) -> np.ndarray:
     return np.asarray(scalar + grid.tolist() + [np.log(np.sqrt(area))], np.float32)
 
 
+def shape_prototypes(draw) -> np.ndarray:
+    """(R * O * B, F) scaled features of one shape at every prototype radius, sub-pixel offset and
+    blur; `draw(cx, cy, r, size)` -> its (size, size) coverage (0..1) of radius r px at (cx, cy)."""
+    feats = []
+    for r in PROTO_RADII:
+        for ox, oy in PROTO_OFFSETS:
+            size = int(2 * r + 8)
+            cov = draw(size / 2 + ox, size / 2 + oy, r, size)
+            for sigma in PROTO_BLURS:
+                soft = ndimage.gaussian_filter(cov, sigma) if sigma else cov
+                mask = soft >= 0.5 * np.percentile(soft[soft > 0.05], 90)  # as segment.py cuts edges
+                ys, xs = np.nonzero(mask)
+                feats.append(features(mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]))
+    return np.stack(feats) / SCALES
+
+
 @cache
 def prototypes() -> tuple[np.ndarray, np.ndarray]:
     """(P, F) scaled prototype features and (P,) shape index, rendered once per process."""
-    feats, labels = [], []
-    for k, shape in enumerate(SHAPES):
-        for r in PROTO_RADII:
-            for ox, oy in PROTO_OFFSETS:
-                size = int(2 * r + 8)
-                cov, _, _ = coverage(shape, size / 2 + ox, size / 2 + oy, r, size, size)
-                for sigma in PROTO_BLURS:
-                    soft = ndimage.gaussian_filter(cov, sigma) if sigma else cov
-                    mask = soft >= 0.5 * np.percentile(soft[soft > 0.05], 90)  # as segment.py cuts edges
-                    ys, xs = np.nonzero(mask)
-                    feats.append(features(mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]))
-                    labels.append(k)
-    return np.stack(feats) / SCALES, np.asarray(labels)
+    feats = [
+        shape_prototypes(lambda cx, cy, r, size, shape=shape: coverage(shape, cx, cy, r, size, size)[0])
+        for shape in SHAPES
+    ]
+    return np.concatenate(feats), np.repeat(np.arange(len(SHAPES)), [len(f) for f in feats])
 
 
 def classify(mask: np.ndarray) -> ShapeGuess:

@@ -31,7 +31,7 @@ from lens.train.logs import log
 from lens.train.metrics import Metrics, timer
 from lens.train.objective import step_generator
 from lens.train.postrun import PostTrainer
-from lens.train.posttrain import Prompt, pipeline_folder, read_prompts, rewrite_prompts
+from lens.train.posttrain import pipeline_folder, read_prompts, rewrite_prompts, sample_captions
 from lens.train.previews import sample_latents, write_preview
 
 
@@ -58,6 +58,7 @@ class RLTrainer(PostTrainer):
         self.check_start(run_dir_of(cfg), resume)
         self.reward = resolve(cfg, reward)
         self.prompts = rewrite_prompts(read_prompts(cfg.rollout.prompts), cfg.rollout.rewrite)
+        self.sample_captions = sample_captions(cfg.log.sample_prompts, cfg.rollout.rewrite)
         device = self.open_run(cfg.run)
 
         # the base (reference policy), its frozen encoders, and the trained adapter
@@ -97,8 +98,7 @@ class RLTrainer(PostTrainer):
         if not lg.sample_prompts:
             return
         h, w = self.cfg.sizes()[0]
-        prompts = [Prompt(p, None) for p in lg.sample_prompts]
-        captions = [p.conditioning for p in rewrite_prompts(prompts, rc.rewrite)]
+        captions = self.sample_captions
         texts = self.encoders.encode_text(captions)
         with evaluating(self.model):
             latents = sample_latents(
@@ -180,6 +180,8 @@ class RLTrainer(PostTrainer):
         values = {
             "reward_mean": float(ro.rewards.mean()),
             "reward_std": float(ro.rewards.std(unbiased=False)),
+            # the spread inside a group, where NFT's signal comes from (0: every image of a prompt ties)
+            "reward_group_std": float(ro.rewards.std(dim=1, unbiased=False).mean()),
             "kl": kl,
         }
         lr = self.cfg.optim.lr
@@ -189,6 +191,6 @@ class RLTrainer(PostTrainer):
 
 def rl(cfg: RLConfig, reward: Reward | None = None, resume: bool = False) -> dict:
     """Run DiffusionNFT; returns {"step", "history": one dict per step run (loss, grad_norm, lr,
-    reward_mean, reward_std, kl), "stopped": "SIGTERM" when a stop request ended it early}."""
+    reward_mean, reward_std, reward_group_std, kl), "stopped": "SIGTERM" when a stop request ended it early}."""
     with disk_errors(run_dir_of(cfg)):
         return RLTrainer(cfg, reward, resume).run()

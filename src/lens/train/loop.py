@@ -20,7 +20,6 @@ from lens.errors import LensError
 from lens.model.flops import train_step_flops
 from lens.resolution import parse_size
 from lens.source.spec import open_source
-from lens.text.grounding import prompt_spans
 from lens.train import previews
 from lens.train.batches import encode_microbatch
 from lens.train.buckets import default_pack_tokens, parse_buckets
@@ -170,9 +169,7 @@ class Trainer:
         prompts = list(prompts)
         with torch.no_grad():
             feats = self.encoders.encode_text(prompts)
-        places = None
-        if self.cfg.model.text_grounding:
-            places = self.encoders.text_places(prompts, [prompt_spans(p) for p in prompts])
+        places = self.encoders.prompt_places(prompts, self.cfg.model.text_grounding)
         if (
             self.kind == "features"
             and "nano-eval" not in self.cfg.log.evals

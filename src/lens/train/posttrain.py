@@ -112,6 +112,13 @@ def rewrite_prompts(prompts: list[Prompt], style: str) -> list[Prompt]:
     return [Prompt(p.text, p.metadata, rewrite_prompt(p.text, style=style)) for p in prompts]
 
 
+def sample_captions(texts, style: str) -> list[str]:
+    """What the model is conditioned on for each fixed sample prompt (`log.sample_prompts`) under
+    `style`. Run when a run starts, so that a prompt the reasoner cannot read stops it before step 1,
+    not at its first sample grid."""
+    return [p.conditioning for p in rewrite_prompts([Prompt(t, None) for t in texts], style)]
+
+
 def read_prompts(spec: str, field: str = "rollout.prompts") -> list[Prompt]:
     """ "nano-eval", a .jsonl file ({"prompt": ...} per line, the object its metadata) or a text file
     (one prompt per line; blank lines and lines starting with # are skipped). `field` names the
