@@ -4,7 +4,14 @@ import numpy as np
 from PIL import Image
 
 from lens.cli import main
-from lens.research.new_concept import NAME, concept_scene, crescent_coverage, read_main_object
+from lens.research.new_concept import (
+    NAME,
+    concept_prompts,
+    concept_sample,
+    crescent_coverage,
+    read_main_object,
+)
+from lens.source.tar import TarSource
 from lens.testing import tiny_random_pipeline
 from lens.world.render import render_scene
 from lens.world.sampler import build_scene
@@ -23,9 +30,12 @@ def test_a_crescent_is_a_disk_with_a_bite():
 def test_scenes_are_captioned_with_the_new_word_and_read_back_as_crescents():
     read = []
     for seed in range(12):
-        image, caption = concept_scene(seed)
-        assert image.size == (128, 128) and NAME in caption and "circle" not in caption
-        read.append(read_main_object(image))
+        sample = concept_sample(seed)
+        caption = str(sample.caption)
+        assert sample.image.size == (128, 128) and NAME in caption and "circle" not in caption
+        phrases = [caption[a:b] for a, b, _, _ in sample.caption.spans]  # moved with the renamed text
+        assert any(NAME in p for p in phrases) and all(p == p.strip() and p for p in phrases), phrases
+        read.append(read_main_object(sample.image))
     crescents = [r for r in read if r and r[0] == NAME]
     assert len(crescents) >= 9, read  # a second, larger shape may be the main object
     circles = [
@@ -35,30 +45,50 @@ def test_scenes_are_captioned_with_the_new_word_and_read_back_as_crescents():
     assert read_main_object(Image.new("RGB", (64, 64), (200, 200, 200))) is None
 
 
-def test_concept_cli_writes_a_finetune_folder_and_scores_a_model(tmp_path, capsys):
+def test_concept_cli_writes_a_grounded_shard_and_scores_a_model(tmp_path, capsys):
     out = tmp_path / "crescents"
     assert main(["nano", "concept-data", str(out), "--n", "3", "--size", "64"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [f"000{i}.{e}" for i in range(3) for e in ("png", "txt")]
-    assert Image.open(out / "0000.png").size == (64, 64) and NAME in (out / "0000.txt").read_text()
+    (shard,) = out.glob("*.tar")
+    records = list(TarSource([str(shard)]).records(0))
+    assert len(records) == 3
+    for r in records:
+        assert NAME in r.dense and "circle" not in r.dense and r.stored_size() == (64, 64)
+        spans = r.grounding["dense"]
+        assert spans and all(
+            NAME in r.dense[a:b] or "star" in r.dense[a:b] or r.dense[a:b] for a, b, _, _ in spans
+        )
+    named = [r.dense[a:b] for r in records for a, b, _, _ in r.grounding["dense"]]
+    assert any(NAME in phrase for phrase in named)  # the crescent's phrase is grounded where it is
+    assert main(["nano", "concept-data", str(out), "--n", "3"]) != 0
+    assert "is not empty" in capsys.readouterr().err
 
     model = tmp_path / "model"
     tiny_random_pipeline(height=32, width=32).save_pretrained(str(model))
     grid = tmp_path / "grid.png"
-    args = [
-        "nano",
-        "concept-eval",
-        "--model",
-        str(model),
-        "--seeds",
-        "2",
-        "--steps",
-        "2",
-        "--grid",
-        str(grid),
-    ]
-    assert main(args) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith("crescent ") and line.endswith("| 16 images")
-    assert Image.open(grid).size == (8 * 32, 2 * 32)
-    assert main(["nano", "concept-data", str(out), "--n", "0"]) != 0
+    for extra in ([], ["--plain"]):
+        args = [
+            "nano",
+            "concept-eval",
+            "--model",
+            str(model),
+            "--seeds",
+            "2",
+            "--steps",
+            "2",
+            "--grid",
+            str(grid),
+        ]
+        assert main(args + extra) == 0
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        assert line.startswith("crescent ") and line.endswith("| 16 images")
+        assert Image.open(grid).size == (8 * 32, 2 * 32)
+    assert main(["nano", "concept-data", str(tmp_path / "x"), "--n", "0"]) != 0
     assert "--n must be at least 1" in capsys.readouterr().err
+
+
+def test_eval_captions_are_held_out_and_grounded_at_the_crescent():
+    prompts = concept_prompts(seeds=2)
+    assert len(prompts) == 16 and len({p for _, p in prompts}) == 16
+    for colour, prompt in prompts:
+        assert f"{colour} {NAME}" in prompt and prompt.spans
+    assert concept_prompts(1, grounded=False)[1] == ("orange", "a photo of an orange crescent")

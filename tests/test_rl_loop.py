@@ -118,3 +118,38 @@ def test_cli_run_logs_samples_checkpoints_and_exports(tmp_path, capsys):
     assert torch.allclose(merged("a red circle", generator=g(), **kw).images, with_adapter, atol=1e-4)
     base.unload_lora_weights()
     assert not torch.allclose(base("a red circle", generator=g(), **kw).images, with_adapter, atol=1e-4)
+
+
+def test_a_run_on_a_relative_base_exports_from_anywhere_and_a_failed_export_leaves_nothing(
+    tmp_path, monkeypatch
+):
+    from lens.testing import tiny_random_pipeline
+
+    work = tmp_path / "work"
+    work.mkdir()
+    tiny_random_pipeline(seed=1).save_pretrained(str(work / "base"))
+    monkeypatch.chdir(work)
+    cfg = load_rl_config(
+        "debug",
+        ["run_dir=run", "policy.base=base", "run.steps=1", "log.sample_every=0", "log.tensorboard=false"],
+    )
+    rl(cfg, reward=red_share)
+    monkeypatch.chdir(tmp_path)  # the saved config names the base by its full path
+    saved = json.loads((work / "run" / "config.json").read_text())
+    assert saved["model"]["init_from"] == str((work / "base").resolve())
+
+    import lens.export
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    out = tmp_path / "models" / "rl"
+    with monkeypatch.context() as m:
+        m.setattr(lens.export, "write_pipeline", broken)
+        with pytest.raises(OSError, match="disk full"):
+            main(["export", str(work / "run"), str(out)])
+    assert not out.exists() and list((tmp_path / "models").iterdir()) == []  # no partial folder
+    assert main(["export", str(work / "run"), str(out)]) == 0
+    assert (out / "lora" / "pytorch_lora_weights.safetensors").is_file() and (
+        out / "model_index.json"
+    ).is_file()

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -122,6 +123,21 @@ def export_run(
         "weights": used,
         "preset": cfg.preset,
     }
+    # written beside OUT and renamed into place at the end: a failed export leaves no partial folder
+    partial = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        _write_export(cfg, model, run_dir, step, dtype, lora, partial, info)
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(partial, out)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return out
+
+
+def _write_export(cfg, model, run_dir, step: int, dtype: str, lora: str, out: Path, info: dict) -> None:
+    out.mkdir(parents=True)
     if cfg.model.lora_rank > 0:
         from lens.lora import merge_lora, save_lora
 
@@ -131,7 +147,7 @@ def export_run(
         info["lora"] = {**kw, "targets": list(kw["targets"]), "base": cfg.model.init_from or "seeded init"}
         if lora == "adapter":
             (out / "lens_training.json").write_text(json.dumps(info, indent=2) + "\n")
-            return out
+            return
         merge_lora(model)
     elif lora == "adapter":
         raise LensError(
@@ -164,7 +180,6 @@ def export_run(
             trained_text[0].save_pretrained(str(out / "text_encoder"), safe_serialization=True)
     info.update(dtype=dtype, text_training=cfg.encoders.text_training)
     (out / "lens_training.json").write_text(json.dumps(info, indent=2) + "\n")
-    return out
 
 
 def cast_weights(model, dtype: str):

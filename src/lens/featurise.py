@@ -4,9 +4,9 @@ The input is any image source `data.shards` can name (`lens.source.spec`: image 
 ...). Each output sample (`lens.source.tar.feature_members`) holds `features.safetensors` (`latent`
 (128, h, w) at the sample's bucket size, `text_dense` and, when the sample has a brief caption,
 `text_brief` (S, L, D) valid-token LM features, and `places_dense` / `places_brief` (S, 2) token places
-from the captions' grounding spans, or the whole caption at the centre where it has none,
-`lens.text.grounding`) and `json` (key, size, captions, the spans). `prepare.json` in the output
-folder records the encoder source, layers and buckets. Training reads these shards with
+for captions with grounding spans, `lens.text.grounding`) and `json` (key, size, captions, the
+spans). `prepare.json` in
+the output folder records the encoder source, layers and buckets. Training reads these shards with
 the same loader (`data.kind=features`), skipping the encoders entirely. Caption dropout is applied at
 training time.
 
@@ -29,7 +29,6 @@ from lens.errors import LensError
 from lens.source.base import BadSample, Features
 from lens.source.spec import open_source
 from lens.source.tar import feature_members
-from lens.text.grounding import whole_prompt
 from lens.train.buckets import parse_buckets
 from lens.train.encoders import FrozenEncoders
 from lens.train.samples import Sample, caption_spans, decode_sample, to_pixels
@@ -54,12 +53,10 @@ def _encode_chunk(chunk: list[tuple[Sample, str | None, tuple | None]], enc: Fro
     out = []
     for i, (s, b, b_spans) in enumerate(chunk):
         texts = {"dense": dense[i].to(torch.bfloat16).cpu()}
-        # a caption without spans (a user's) gets what a pipeline gives a plain prompt: all of it at
-        # the centre; only a model trained grounded reads them
-        spans = {"dense": s.spans or whole_prompt(s.caption)}
+        spans = {"dense": s.spans}
         if b:
             texts["brief"] = next(brief).to(torch.bfloat16).cpu()
-            spans["brief"] = b_spans or whole_prompt(b)
+            spans["brief"] = b_spans
         spans = {k: v for k, v in spans.items() if v}
         texts_of = {"dense": s.caption, "brief": b}
         places = {

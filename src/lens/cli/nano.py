@@ -100,8 +100,8 @@ def register(sub) -> None:
     c = nano.add_parser(
         "concept-data",
         help="captioned world scenes with a new shape (a crescent), for lens finetune",
-        description="Write N world scenes in which one object is a crescent, a shape the world lacks, as "
-        "OUT/NNNN.png + OUT/NNNN.txt (the world's captions with 'crescent' for the shape).",
+        description="Write N world scenes in which one object is a crescent, a shape the world lacks, as a "
+        "world shard OUT/world-000000.tar (the world's grounded captions with 'crescent' for the shape).",
     )
     c.add_argument("out")
     c.add_argument("--n", type=int, default=48, help="images (default 48)")
@@ -111,9 +111,9 @@ def register(sub) -> None:
 
     v = nano.add_parser(
         "concept-eval",
-        help="does a model draw crescents: 'a photo of a {colour} crescent', read by Nano-Eval's analyser",
-        description="Generate 'a photo of a {colour} crescent' for every chromatic colour and --seeds seeds "
-        "and print the share of images whose main object reads as a crescent (among the world's shapes and "
+        help="does a model draw crescents: held-out crescent captions, read by Nano-Eval's analyser",
+        description="Generate a held-out one-crescent scene's grounded caption (or, with --plain, 'a photo of "
+        "a {colour} crescent') for every chromatic colour and --seeds seeds and print the share of images whose main object reads as a crescent (among the world's shapes and "
         "the crescent) and as a crescent of the named colour.",
     )
     v.add_argument("--model", help="pipeline folder (default: the bundled Lens-Nano)")
@@ -123,6 +123,11 @@ def register(sub) -> None:
     v.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     v.add_argument("--guidance", type=float, help="CFG scale (default: the model's)")
     v.add_argument("--grid", help="also write the images to this PNG, one row per seed")
+    v.add_argument(
+        "--plain",
+        action="store_true",
+        help="prompt 'a photo of a {colour} crescent' instead of grounded captions",
+    )
     v.set_defaults(func=run_concept_eval)
 
 
@@ -212,13 +217,13 @@ def run_captions(args: argparse.Namespace) -> int:
 
 
 def run_concept_data(args: argparse.Namespace) -> int:
-    from lens.research.new_concept import write_concept_folder
+    from lens.research.new_concept import write_concept_shards
     from lens.resolution import validate_size
 
     if args.n < 1:
         raise LensError(f"--n must be at least 1, got {args.n}")
     validate_size(args.size, args.size)
-    out = write_concept_folder(args.out, args.n, args.seed, args.size)
+    out = write_concept_shards(args.out, args.n, args.seed, args.size)
     print(f"wrote {args.n} crescent scenes to {out}; train with lens finetune {out} --base ...")
     return 0
 
@@ -234,7 +239,7 @@ def run_concept_eval(args: argparse.Namespace) -> int:
     pipe = load_pipeline(args.model)
     if lora is not None:
         use_lora(pipe, lora, args.lora_scale)
-    result = concept_eval(pipe, args.seeds, args.steps, args.guidance)
+    result = concept_eval(pipe, args.seeds, args.steps, args.guidance, grounded=not args.plain)
     if args.grid:
         concept_grid(result["images"], args.seeds).save(args.grid)
     print(f"crescent {result['crescent']:.3f} | crescent in the named colour {result['crescent_and_colour']:.3f} "

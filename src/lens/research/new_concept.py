@@ -1,8 +1,9 @@
 """A visual concept the shapes world does not have (a crescent), for LoRA fine-tuning demos.
 
-`lens nano concept-data OUT` writes a folder of world scenes in which one object is a crescent,
-captioned in the world's own words with "crescent" for the shape (kohya's layout: NAME.png +
-NAME.txt), the input `lens finetune` takes. `lens nano concept-eval` generates "a photo of a
+`lens nano concept-data OUT` writes world scenes in which one object is a crescent, captioned in
+the world's own words with "crescent" for the shape, as a world shard whose captions keep their
+grounding spans (what a grounded model such as Lens-Nano v2 trains on): the DATA `lens finetune`
+takes. `lens nano concept-eval` generates "a photo of a
 {colour} crescent" for every chromatic colour and a few seeds and reads each image with Nano-Eval's
 segmentation and a shape classifier that knows the world's eight shapes *and* the crescent
 (prototypes drawn the way `lens.eval.shapes` draws the world's): the share of images whose main
@@ -18,6 +19,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from lens.data.shards import ShardWriter
+from lens.errors import LensError
+from lens.text.grounding import GroundedPrompt
+from lens.world.background import render_background
+from lens.world.captions import grounded_brief_caption
+from lens.world.compact import grounded_compact_caption
+from lens.world.sampler import build_scene
+from lens.world.shapes import coverage
+from lens.world.shards import SHARD_PATTERN, WorldSample, sample_members
 from lens.world.vocab import CHROMATIC, SHAPES
 
 NAME = "crescent"
@@ -38,23 +48,29 @@ def crescent_coverage(cx: float, cy: float, r: float, height: int, width: int) -
     return np.asarray(canvas.resize((width, height), Image.Resampling.BOX), np.float32) / 255.0
 
 
-def concept_scene(seed: int, size: int = 128) -> tuple[Image.Image, str]:
-    """One world scene whose first object is a crescent (sometimes with one other shape), and its
-    caption: the world's compact or brief caption of the same scene with a circle in its place."""
-    from lens.world.background import render_background
-    from lens.world.captions import brief_caption
-    from lens.world.compact import compact_caption
-    from lens.world.sampler import build_scene
+def renamed(prompt: GroundedPrompt) -> GroundedPrompt:
+    """A world caption with "crescent" for "circle", its grounding spans moved with the text."""
+    text, shift = str(prompt), len(NAME) - len("circle")
 
+    def at(i: int) -> int:
+        return i + shift * text[:i].count("circle")
+
+    return GroundedPrompt(text.replace("circle", NAME), [(at(a), at(b), x, y) for a, b, x, y in prompt.spans])
+
+
+def concept_sample(seed: int, size: int = 128) -> WorldSample:
+    """One world scene whose first object is a crescent (sometimes beside one other shape), with the
+    world's grounded captions of the same scene drawn with a circle, renamed: a compact dense
+    caption, or (one-object scenes, 40 %) the brief one, and the brief one."""
     rng = np.random.default_rng([seed, 17])
     specs = [{"shape": "circle"}]
     if rng.random() < 0.3:
         specs.append({"shape": OTHERS[rng.integers(len(OTHERS))]})
     scene = build_scene(specs, seed)
-    caption = (
-        compact_caption(scene, seed) if len(specs) > 1 or rng.random() < 0.6 else brief_caption(scene, seed)
+    brief = renamed(grounded_brief_caption(scene, seed))
+    dense = (
+        brief if len(specs) == 1 and rng.random() < 0.4 else renamed(grounded_compact_caption(scene, seed))
     )
-    caption = caption.replace("circles", NAME + "s").replace("circle", NAME)
     pixels = render_background(scene.background, size, size)  # (H, W, 3) 0..255
     for i, obj in enumerate(scene.objects):
         if i == 0:
@@ -62,27 +78,28 @@ def concept_scene(seed: int, size: int = 128) -> tuple[Image.Image, str]:
         else:
             cov = render_object(obj, size)
         pixels += cov[..., None] * (np.asarray(obj.rgb, np.float32) - pixels)
-    return Image.fromarray(np.round(pixels).astype(np.uint8), "RGB"), caption
+    image = Image.fromarray(np.round(pixels).astype(np.uint8), "RGB")
+    return WorldSample(key=f"{seed:08d}", image=image, caption=dense, brief=brief, scene=scene)
 
 
 def render_object(obj, size: int) -> np.ndarray:
     """(size, size) coverage of a world object, as `lens.world.render` draws it."""
-    from lens.world.shapes import coverage
-
     cov, top, left = coverage(obj.shape, obj.x * size, obj.y * size, obj.radius * size, size, size)
     full = np.zeros((size, size), np.float32)
     full[top : top + cov.shape[0], left : left + cov.shape[1]] = cov
     return full
 
 
-def write_concept_folder(out: str | Path, n: int = 48, seed: int = 0, size: int = 128) -> Path:
-    """`n` captioned crescent scenes as OUT/NNNN.png + OUT/NNNN.txt."""
+def write_concept_shards(out: str | Path, n: int = 48, seed: int = 0, size: int = 128) -> Path:
+    """`n` crescent scenes as one world-format shard, OUT/world-000000.tar (png, the dense and brief
+    captions, the scene json with the captions' grounding), the DATA `lens finetune` takes. The
+    scene json names the crescent's stand-in, a circle; training reads only captions and spans."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for i in tqdm(range(n), desc="crescent scenes", unit="img"):
-        image, caption = concept_scene(seed * 100_000 + i, size)
-        image.save(out / f"{i:04d}.png")
-        (out / f"{i:04d}.txt").write_text(caption + "\n")
+    if out.exists() and any(out.iterdir()):
+        raise LensError(f"{out} is not empty; pick an empty folder for the crescent shards")
+    with ShardWriter(out / (SHARD_PATTERN % 0)) as sink:
+        for i in tqdm(range(n), desc="crescent scenes", unit="img"):
+            sink.write(sample_members(concept_sample(seed * 100_000 + i, size)))
     return out
 
 
@@ -112,25 +129,43 @@ def read_main_object(image: Image.Image) -> tuple[str, str] | None:
     return names[int(np.argmin(per_class))], region.color
 
 
-def concept_eval(pipe, seeds: int = 2, steps: int | None = None, guidance: float | None = None) -> dict:
-    """Generate "a photo of a {colour} crescent" (every chromatic colour x `seeds`) and read each
-    image: the share whose main object is a crescent, and a crescent of the named colour."""
+EVAL_SEED = 10**7  # scenes of the eval's captions: far from those of `write_concept_shards`
+
+
+def concept_prompts(seeds: int = 2, grounded: bool = True) -> list[tuple[str, str]]:
+    """(colour, prompt) for every chromatic colour x `seeds`: a held-out one-crescent scene's grounded
+    compact caption (what the world's reasoner would write, had it the word), or with `grounded`
+    off "a photo of a {colour} crescent" (a plain prompt, all of it at the centre)."""
+    out = []
+    for c, colour in enumerate(CHROMATIC):
+        for k in range(seeds):
+            seed = EVAL_SEED + 100 * c + k
+            scene = build_scene([{"shape": "circle", "color": colour}], seed)
+            plain = f"a photo of {'an' if colour == 'orange' else 'a'} {colour} {NAME}"
+            out.append((colour, renamed(grounded_compact_caption(scene, seed)) if grounded else plain))
+    return out
+
+
+def concept_eval(pipe, seeds: int = 2, steps=None, guidance=None, grounded: bool = True) -> dict:
+    """Generate `concept_prompts` and read each image: the share whose main object is a crescent, and
+    a crescent of the named colour."""
     import torch
 
     rows, images = [], []
-    for colour in tqdm(CHROMATIC, desc="concept eval", unit="colour"):
-        prompt = f"a photo of a {colour} {NAME}"
-        for seed in range(seeds):
-            kwargs = {"num_inference_steps": steps, "guidance_scale": guidance}
-            kwargs = {k: v for k, v in kwargs.items() if v is not None}
-            image = pipe(prompt, generator=torch.Generator().manual_seed(seed), **kwargs).images[0]
-            read = read_main_object(image)
-            shape, found = read if read else (None, None)
-            rows.append({"prompt": prompt, "seed": seed, "shape": shape, "colour": found})
-            images.append(image)
+    for i, (colour, prompt) in enumerate(
+        tqdm(concept_prompts(seeds, grounded), desc="concept eval", unit="img")
+    ):
+        seed = i % seeds
+        kwargs = {"num_inference_steps": steps, "guidance_scale": guidance}
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        image = pipe(prompt, generator=torch.Generator().manual_seed(seed), **kwargs).images[0]
+        read = read_main_object(image)
+        shape, found = read if read else (None, None)
+        rows.append({"prompt": str(prompt), "asked": colour, "seed": seed, "shape": shape, "colour": found})
+        images.append(image)
     n = len(rows)
     crescents = sum(r["shape"] == NAME for r in rows)
-    right = sum(r["shape"] == NAME and r["prompt"].split()[3] == r["colour"] for r in rows)
+    right = sum(r["shape"] == NAME and r["asked"] == r["colour"] for r in rows)
     return {"images": images, "rows": rows, "crescent": crescents / n, "crescent_and_colour": right / n}
 
 

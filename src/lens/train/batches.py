@@ -16,7 +16,7 @@ from torch import Tensor
 from lens.errors import LensError
 from lens.latents import to_tokens
 from lens.model.layout import Pack
-from lens.text.grounding import pad_places, whole_prompt
+from lens.text.grounding import pad_places
 from lens.train.samples import Microbatch, to_pixels
 
 
@@ -136,10 +136,8 @@ def encode_microbatch(mb: Microbatch, encoders, device: torch.device, grounded: 
     for i, t in zip(with_caption, encoded):
         texts[i] = t
     places: list[Tensor | None] = [None] * len(samples)
-    # a caption without spans is grounded as a pipeline grounds a plain prompt: all of it at the centre
-    spanned = with_caption if grounded else []
-    spans = [samples[i].spans or whole_prompt(samples[i].caption) for i in spanned]
-    found = encoders.text_places([samples[i].caption for i in spanned], spans)
+    spanned = [i for i in with_caption if samples[i].spans] if grounded else []
+    found = encoders.text_places([samples[i].caption for i in spanned], [samples[i].spans for i in spanned])
     for i, p in zip(spanned, found):
         places[i] = p
     return assemble(latents, texts, mb.packed, places)

@@ -165,11 +165,11 @@ def pipeline_folder(spec: str, tiny_folder: Path, field: str, size: tuple[int, i
 
             tiny_random_pipeline(seed=seed, height=size[0], width=size[1]).save_pretrained(str(tiny_folder))
             log.info("wrote a tiny random pipeline to %s", tiny_folder)
-        return tiny_folder
+        return tiny_folder.resolve()
     folder = Path(spec)
     if not (folder / "transformer" / "config.json").is_file():
         raise LensError(
             f"{field}={folder} is not a pipeline folder (no transformer/config.json); download one "
             "(huggingface-cli download microsoft/Lens --local-dir models/lens) or pass a `lens export` folder"
         )
-    return folder
+    return folder.resolve()  # the run's saved config then exports from any working directory
