@@ -118,7 +118,8 @@ def test_rewrite_is_checked():
 def test_a_sample_prompt_the_reasoner_cannot_read_stops_the_run_before_it_starts(tmp_path, kind):
     bad = "log.sample_prompts=a photo of a red circle;a yellow star to the left of a purple heart"
     run = tmp_path / kind
-    with pytest.raises(LensError, match="could not read 'a yellow star to the left of a purple heart'"):
+    message = r"^log\.sample_prompts \(rewritten by the nano reasoner, style compact\): could not read 'a yellow star"
+    with pytest.raises(LensError, match=message):
         if kind == "rl":
             RLTrainer(
                 load_rl_config("debug", [f"run_dir={run}", "rollout.rewrite=compact", bad]), reward=scored

@@ -112,9 +112,10 @@ def register(sub) -> None:
     v = nano.add_parser(
         "concept-eval",
         help="does a model draw crescents: held-out crescent captions, read by Nano-Eval's analyser",
-        description="Generate a held-out one-crescent scene's grounded caption (or, with --plain, 'a photo of "
-        "a {colour} crescent') for every chromatic colour and --seeds seeds and print the share of images whose main object reads as a crescent (among the world's shapes and "
-        "the crescent) and as a crescent of the named colour.",
+        description="Generate a held-out one-crescent scene's grounded caption (or, with --plain, 'a photo "
+        "of a {colour} crescent') for every chromatic colour and --seeds seeds, and print the share of "
+        "images whose main object reads as a crescent (among the world's shapes and the crescent) and as a "
+        "crescent of the named colour.",
     )
     v.add_argument("--model", help="pipeline folder (default: the bundled Lens-Nano)")
     v.add_argument("--lora", help="a LoRA adapter on it (folder or .safetensors)")
@@ -235,6 +236,7 @@ def run_concept_eval(args: argparse.Namespace) -> int:
 
     if args.seeds < 1 or (args.steps is not None and args.steps < 1):
         raise LensError("--seeds and --steps must be at least 1")
+    check_guidance("--guidance", args.guidance)
     lora = check_lora_options(args.lora, args.lora_scale)
     pipe = load_pipeline(args.model)
     if lora is not None:

@@ -82,7 +82,9 @@ class DistillTrainer(PostTrainer):
         self.cfg = cfg
         self.check_start(run_dir_of(cfg), resume)
         check_out(Path(cfg.out))
-        prompts = rewrite_prompts(read_prompts(cfg.data.prompts, "data.prompts"), cfg.data.rewrite)
+        prompts = rewrite_prompts(
+            read_prompts(cfg.data.prompts, "data.prompts"), cfg.data.rewrite, "data.prompts"
+        )
         self.prompts = [p.conditioning for p in prompts]
         captions = sample_captions(cfg.log.sample_prompts, cfg.data.rewrite)  # fails before the run
         device = self.open_run(cfg.run)

@@ -3,15 +3,16 @@
 `lens nano concept-data OUT` writes world scenes in which one object is a crescent, captioned in
 the world's own words with "crescent" for the shape, as a world shard whose captions keep their
 grounding spans (what a grounded model such as Lens-Nano v2 trains on): the DATA `lens finetune`
-takes. `lens nano concept-eval` generates "a photo of a
-{colour} crescent" for every chromatic colour and a few seeds and reads each image with Nano-Eval's
-segmentation and a shape classifier that knows the world's eight shapes *and* the crescent
+takes. `lens nano concept-eval` prompts a held-out one-crescent scene's grounded caption (or "a
+photo of a {colour} crescent") for every chromatic colour and a few seeds and reads each image with
+Nano-Eval's segmentation and a shape classifier that knows the world's eight shapes *and* the crescent
 (prototypes drawn the way `lens.eval.shapes` draws the world's): the share of images whose main
 object is a crescent, and of those in the named colour, before and after a fine-tune.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 from pathlib import Path
 
@@ -22,13 +23,12 @@ from tqdm import tqdm
 from lens.data.shards import ShardWriter
 from lens.errors import LensError
 from lens.text.grounding import GroundedPrompt
-from lens.world.background import render_background
 from lens.world.captions import grounded_brief_caption
 from lens.world.compact import grounded_compact_caption
+from lens.world.render import render_scene
 from lens.world.sampler import build_scene
-from lens.world.shapes import coverage
 from lens.world.shards import SHARD_PATTERN, WorldSample, sample_members
-from lens.world.vocab import CHROMATIC, SHAPES
+from lens.world.vocab import CHROMATIC, SHAPES, article
 
 NAME = "crescent"
 HOLE = (0.42, -0.12, 0.78)  # the cut disk: centre offset (x, y) and radius, in outer radii
@@ -71,23 +71,16 @@ def concept_sample(seed: int, size: int = 128) -> WorldSample:
     dense = (
         brief if len(specs) == 1 and rng.random() < 0.4 else renamed(grounded_compact_caption(scene, seed))
     )
-    pixels = render_background(scene.background, size, size)  # (H, W, 3) 0..255
-    for i, obj in enumerate(scene.objects):
-        if i == 0:
-            cov = crescent_coverage(obj.x * size, obj.y * size, obj.radius * size, size, size)
-        else:
-            cov = render_object(obj, size)
-        pixels += cov[..., None] * (np.asarray(obj.rgb, np.float32) - pixels)
+    # the world draws everything but the stand-in circle; the crescent goes where it was (objects
+    # never overlap, so the order does not matter)
+    rest = np.asarray(
+        render_scene(dataclasses.replace(scene, objects=scene.objects[1:]), size, size), np.float32
+    )
+    obj = scene.objects[0]
+    cov = crescent_coverage(obj.x * size, obj.y * size, obj.radius * size, size, size)  # (H, W)
+    pixels = rest + cov[..., None] * (np.asarray(obj.rgb, np.float32) - rest)
     image = Image.fromarray(np.round(pixels).astype(np.uint8), "RGB")
     return WorldSample(key=f"{seed:08d}", image=image, caption=dense, brief=brief, scene=scene)
-
-
-def render_object(obj, size: int) -> np.ndarray:
-    """(size, size) coverage of a world object, as `lens.world.render` draws it."""
-    cov, top, left = coverage(obj.shape, obj.x * size, obj.y * size, obj.radius * size, size, size)
-    full = np.zeros((size, size), np.float32)
-    full[top : top + cov.shape[0], left : left + cov.shape[1]] = cov
-    return full
 
 
 def write_concept_shards(out: str | Path, n: int = 48, seed: int = 0, size: int = 128) -> Path:
@@ -141,7 +134,7 @@ def concept_prompts(seeds: int = 2, grounded: bool = True) -> list[tuple[str, st
         for k in range(seeds):
             seed = EVAL_SEED + 100 * c + k
             scene = build_scene([{"shape": "circle", "color": colour}], seed)
-            plain = f"a photo of {'an' if colour == 'orange' else 'a'} {colour} {NAME}"
+            plain = f"a photo of {article(colour)} {colour} {NAME}"
             out.append((colour, renamed(grounded_compact_caption(scene, seed)) if grounded else plain))
     return out
 
@@ -151,13 +144,14 @@ def concept_eval(pipe, seeds: int = 2, steps=None, guidance=None, grounded: bool
     a crescent of the named colour."""
     import torch
 
+    kwargs = {
+        k: v for k, v in {"num_inference_steps": steps, "guidance_scale": guidance}.items() if v is not None
+    }
     rows, images = [], []
     for i, (colour, prompt) in enumerate(
         tqdm(concept_prompts(seeds, grounded), desc="concept eval", unit="img")
     ):
         seed = i % seeds
-        kwargs = {"num_inference_steps": steps, "guidance_scale": guidance}
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
         image = pipe(prompt, generator=torch.Generator().manual_seed(seed), **kwargs).images[0]
         read = read_main_object(image)
         shape, found = read if read else (None, None)

@@ -57,7 +57,9 @@ class RLTrainer(PostTrainer):
         self.cfg = cfg
         self.check_start(run_dir_of(cfg), resume)
         self.reward = resolve(cfg, reward)
-        self.prompts = rewrite_prompts(read_prompts(cfg.rollout.prompts), cfg.rollout.rewrite)
+        self.prompts = rewrite_prompts(
+            read_prompts(cfg.rollout.prompts), cfg.rollout.rewrite, "rollout.prompts"
+        )
         self.sample_captions = sample_captions(cfg.log.sample_prompts, cfg.rollout.rewrite)
         device = self.open_run(cfg.run)
 
@@ -98,12 +100,12 @@ class RLTrainer(PostTrainer):
         if not lg.sample_prompts:
             return
         h, w = self.cfg.sizes()[0]
-        captions = self.sample_captions
-        texts = self.encoders.encode_text(captions)
+        texts = self.encoders.encode_text(self.sample_captions)
+        places = self.encoders.prompt_places(self.sample_captions, self.grounded)
         with evaluating(self.model):
             latents = sample_latents(
                 self.model, texts, (h // 16, w // 16), rc.steps, rc.guidance, lg.sample_seed,
-                self.info.device, self.autocast_dtype, places=self.encoders.prompt_places(captions, self.grounded),
+                self.info.device, self.autocast_dtype, places=places,
             )  # fmt: skip
         images = self.encoders.decode_latents(latents)
         log.info("wrote %s", write_preview(self.run_dir, self.step, images, self.metrics))

@@ -103,20 +103,26 @@ class Prompt:
 REWRITES = ("none", "compact", "verbose")
 
 
-def rewrite_prompts(prompts: list[Prompt], style: str) -> list[Prompt]:
-    """Each prompt with the nano reasoner's caption of it in `style` ("none": unchanged)."""
+def rewrite_prompts(prompts: list[Prompt], style: str, field: str = "prompts") -> list[Prompt]:
+    """Each prompt with the nano reasoner's caption of it in `style` ("none": unchanged); `field`
+    names where the prompts came from in the error for one the reasoner cannot read."""
     if style == "none":
         return prompts
     from lens.world.reasoner import rewrite_prompt
 
-    return [Prompt(p.text, p.metadata, rewrite_prompt(p.text, style=style)) for p in prompts]
+    try:
+        return [Prompt(p.text, p.metadata, rewrite_prompt(p.text, style=style)) for p in prompts]
+    except LensError as err:
+        raise LensError(f"{field} (rewritten by the nano reasoner, style {style}): {err}") from None
 
 
 def sample_captions(texts, style: str) -> list[str]:
     """What the model is conditioned on for each fixed sample prompt (`log.sample_prompts`) under
     `style`. Run when a run starts, so that a prompt the reasoner cannot read stops it before step 1,
     not at its first sample grid."""
-    return [p.conditioning for p in rewrite_prompts([Prompt(t, None) for t in texts], style)]
+    return [
+        p.conditioning for p in rewrite_prompts([Prompt(t, None) for t in texts], style, "log.sample_prompts")
+    ]
 
 
 def read_prompts(spec: str, field: str = "rollout.prompts") -> list[Prompt]:
