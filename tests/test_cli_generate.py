@@ -77,6 +77,23 @@ def test_nano_reasoner_rewrites_geneval_prompts(model_dir, tmp_path, capsys):
     assert "caption" not in PIL.Image.open(next((tmp_path / "plain").glob("*.png"))).text
 
 
+def test_nano_reasoner_lays_out_for_the_models_world(model_dir, tmp_path):
+    import json
+    import shutil
+
+    from lens.world.reasoner import rewrite_prompt
+
+    scaled = tmp_path / "scaled"
+    shutil.copytree(model_dir, scaled)
+    index = json.loads((scaled / "model_index.json").read_text())
+    (scaled / "model_index.json").write_text(json.dumps({**index, "world_object_scale": 1.8}))
+    prompt = "a photo of four hearts"
+    args = ["generate", prompt, "--model", str(scaled), "--steps", "1", "--reasoner", "nano", "--seed", "3"]
+    assert main(args + ["--out", str(tmp_path / "out")]) == 0
+    caption = PIL.Image.open(next((tmp_path / "out").glob("*.png"))).text["caption"]
+    assert caption == rewrite_prompt(prompt, 3, object_scale=1.8) != rewrite_prompt(prompt, 3)
+
+
 def test_nano_reasoner_explains_prompts_it_cannot_read(model_dir, tmp_path, capsys):
     args = ["generate", "a corgi in a cafe", "--model", str(model_dir), "--reasoner", "nano"]
     assert main(args + ["--out", str(tmp_path)]) == 2

@@ -142,6 +142,29 @@ def test_nano_run_feeds_rewrites_in_the_caption_style(model, encoded, monkeypatc
     assert "reasoner, CFG 1, 32x32" in capsys.readouterr().out
 
 
+def test_nano_run_lays_out_at_the_pipelines_world_scale(model, encoded, monkeypatch, tmp_path, capsys):
+    import shutil
+
+    import lens.eval.nano_eval
+
+    prompts = [md for md in nano_prompts() if md["tag"] == "counting"][:2]
+    monkeypatch.setattr(lens.eval.nano_eval, "nano_prompts", lambda: prompts)
+    scaled = tmp_path / "scaled"
+    shutil.copytree(model, scaled)
+    index = json.loads((scaled / "model_index.json").read_text())
+    (scaled / "model_index.json").write_text(json.dumps({**index, "world_object_scale": 1.8}))
+    args = ["eval", "nano-run", "--prompts", "reasoner", "--size", "32x32", "--steps", "1"]
+    args += ["--n-samples", "1", "--guidance", "1", "--device", "cpu"]
+    assert main([*args, "--model", str(scaled)]) == 0
+    large = [rewrite_prompt(md["prompt"], object_scale=1.8) for md in prompts]
+    assert encoded == large and large != [rewrite_prompt(md["prompt"]) for md in prompts]
+    encoded.clear()
+    assert main([*args, "--model", str(scaled), "--object-scale", "1"]) == 0  # the override
+    assert encoded == [rewrite_prompt(md["prompt"]) for md in prompts]
+    assert main([*args, "--model", str(scaled), "--object-scale", "5"]) == 2
+    assert "object scale must be in 0.5..2.0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["probe", "colour-share", "nano-run"])
 def test_an_unknown_caption_style_is_refused(command, capsys):
     with pytest.raises(SystemExit) as exit_:

@@ -62,3 +62,20 @@ def test_trained_model_draws_what_a_simple_prompt_asks(pipe, reasoner):
     images = pipe(texts, generator=torch.Generator().manual_seed(0)).images
     correct = [score_image(im, md)[0] for im in images]
     assert sum(correct) >= 2, correct
+
+
+def test_the_reasoner_lays_out_for_the_bundles_objects(pipe):
+    # The bundle trained on a world drawn at --object-scale 1.8 (its model_index.json says so); the
+    # reasoner's layout for those sizes keeps counted objects apart (at the world's own sizes they
+    # merge: Nano-Eval counting 0.23 against 0.78, docs/nano-experiments.md).
+    from lens.inference import world_object_scale
+
+    scale = world_object_scale(None)
+    assert scale == pipe.config.world_object_scale == 1.8
+    prompts = [
+        make_metadata("counting", [{"class": c, "count": n}]) for c, n in (("circle", 2), ("heart", 4))
+    ]
+    texts = [rewrite_prompt(md["prompt"], seed, object_scale=scale) for md in prompts for seed in (0, 1)]
+    images = pipe(texts, generator=torch.Generator().manual_seed(0)).images
+    correct = [score_image(im, md)[0] for im, md in zip(images, [p for p in prompts for _ in (0, 1)])]
+    assert sum(correct) >= 3, correct

@@ -52,6 +52,19 @@ def test_rewrite_keeps_the_request_for_the_reward():
     assert rewrite_prompts(prompts, "none") == prompts and prompts[0].conditioning == prompts[0].text
 
 
+def test_rewrites_are_laid_out_at_the_bases_world_scale(tmp_path):
+    from lens.train.posttrain import base_object_scale
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model_index.json").write_text('{"_class_name": "LensPipeline", "world_object_scale": 1.8}')
+    assert base_object_scale(str(base)) == 1.8
+    assert base_object_scale("tiny") == base_object_scale(str(tmp_path / "missing")) == 1.0
+    prompts = [Prompt("a photo of four hearts", None)]
+    (p,) = rewrite_prompts(prompts, "compact", object_scale=1.8)
+    assert p.conditioning == rewrite_prompt(p.text, object_scale=1.8) != rewrite_prompt(p.text)
+
+
 def scored(images, prompts, metadata):
     scored.seen = list(prompts)
     return [float(np.asarray(im)[..., 0].mean()) for im in images]

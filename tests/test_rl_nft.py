@@ -146,3 +146,7 @@ def test_presets_and_the_training_view(tmp_path):
     assert view.model.num_layers == 2 and view.model.axes_dims_rope == (4, 6, 6)
     assert view.model.init_from == view.encoders.source == str(tmp_path / "base")
     assert view.model.lora_kwargs() == dict(rank=64, alpha=128.0, dropout=0.0, targets=("attention", "mlp"))
+    assert view.data.world_object_scale == 1.0  # no base folder there: the world's own sizes
+    (tmp_path / "nano").mkdir()
+    (tmp_path / "nano" / "model_index.json").write_text('{"world_object_scale": 1.8}')
+    assert training_view(lens, tmp_path / "nano", base).data.world_object_scale == 1.8  # exported as it came

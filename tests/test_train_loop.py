@@ -107,6 +107,24 @@ def test_export_loads_as_a_pipeline_and_seeds_fine_tuning(debug_run, tmp_path):
     assert main(["export", str(debug_run), str(out)]) == 2  # refuses to overwrite
 
 
+def test_export_records_the_worlds_object_scale_for_the_reasoner(debug_run, tmp_path):
+    # the nano reasoner lays out scenes for the objects the model drew in training
+    import shutil
+
+    from lens.inference import world_object_scale
+
+    run = tmp_path / "run"
+    shutil.copytree(debug_run, run)
+    saved = json.loads((run / "config.json").read_text())
+    saved["data"]["world_object_scale"] = 1.8
+    (run / "config.json").write_text(json.dumps(saved))
+    assert main(["export", str(run), str(tmp_path / "pipe")]) == 0
+    assert json.loads((tmp_path / "pipe" / "model_index.json").read_text())["world_object_scale"] == 1.8
+    assert world_object_scale(str(tmp_path / "pipe")) == 1.8
+    with pytest.raises(LensError, match="world_object_scale must be in 0.5..2.0"):
+        load_config("debug", ["data.world_object_scale=3"])
+
+
 def test_non_finite_steps_are_skipped_then_stop_the_run(tmp_path):
     cfg = load_config(
         "debug", ["train.steps=5", "fault.nonfinite_at=2", "run_dir=" + str(tmp_path / "a"), *FAST]

@@ -81,3 +81,34 @@ def test_reasoner_is_deterministic_and_rejects_unknown_prompts():
     assert rewrite_prompt(p, seed=1, style="verbose") != rewrite_prompt(p, seed=2, style="verbose")
     with pytest.raises(LensError, match="write it like GenEval"):
         rewrite_prompt("a photo of a cat")
+
+
+def test_reasoner_lays_scenes_out_for_the_models_object_scale():
+    # A model trained on a world drawn at --object-scale 1.8 draws its objects that large at the
+    # caption's places: a layout for the world's own sizes puts them on top of each other.
+    pair = "a photo of a red circle and a blue star"
+    r_small, r_large = (sum(o.radius for o in reason(pair, object_scale=s)[1].objects) for s in (1.0, 1.8))
+    assert 1.5 < r_large / r_small < 2.1  # laid out for objects about 1.8x as large
+    p = "a photo of four squares"  # crowded: scaled back toward 1x rather than overlapping
+    md = parse_prompt(p)
+    small, large = reason(p)[1], reason(p, object_scale=1.8)[1]
+    for scene in (small, large):  # never overlapping, at either scale, and still what was asked
+        objs = scene.objects
+        for i, a in enumerate(objs):
+            for b in objs[i + 1 :]:
+                assert ((a.x - b.x) ** 2 + (a.y - b.y) ** 2) ** 0.5 >= a.radius + b.radius
+        assert evaluate(detect(render_scene(scene, 128, 128)), md)[0]
+    for md in PROMPTS[::13]:  # every category still satisfied when laid out large
+        _, scene = reason(md["prompt"], object_scale=1.8)
+        assert evaluate(detect(render_scene(scene, 128, 128)), md)[0], md["prompt"]
+    assert str(rewrite_prompt(p, object_scale=1.8)) != str(rewrite_prompt(p))
+
+
+def test_world_reason_cli_takes_the_object_scale(capsys):
+    from lens.cli import main
+
+    p = "a photo of four hearts"
+    assert main(["world", "reason", p, "--seed", "2", "--object-scale", "1.8"]) == 0
+    assert capsys.readouterr().out.strip() == rewrite_prompt(p, 2, object_scale=1.8)
+    assert main(["world", "reason", p, "--object-scale", "9"]) == 2
+    assert "object scale must be in 0.5..2.0" in capsys.readouterr().err

@@ -162,7 +162,7 @@ def _write_export(cfg, model, run_dir, step: int, dtype: str, lora: str, out: Pa
     # the pipeline's defaults are the run's sampling settings, whichever components it came with
     defaults = dict(
         default_height=h, default_width=w, default_steps=cfg.log.sample_steps,
-        default_guidance_scale=cfg.log.sample_guidance,
+        default_guidance_scale=cfg.log.sample_guidance, world_object_scale=cfg.data.world_object_scale,
     )  # fmt: skip
     if cfg.encoders.source == "tiny":
         from lens.pipeline import LensPipeline

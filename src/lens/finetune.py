@@ -144,7 +144,10 @@ def finetune_config(base: Path, shards: str, buckets: str, prompts: list[str], *
             set_value(cfg, f"model.{key}", denoiser[key])
     cfg.model.init_from, cfg.model.lora_rank = str(base), lora_rank
     cfg.encoders = EncoderConfig(source=str(base))
-    cfg.data = DataConfig(shards=shards, buckets=buckets, shuffle_buffer=SHARD_SIZE, workers=2)
+    cfg.data = DataConfig(
+        shards=shards, buckets=buckets, shuffle_buffer=SHARD_SIZE, workers=2,
+        world_object_scale=float(index.get("world_object_scale", 1.0)),  # kept in the export
+    )  # fmt: skip
     cfg.optim = OptimConfig(lr=1e-4 if lora_rank else 1e-5)  # LoRA's usual rate; full: 10x lower
     # bf16 autocast on GPUs; on CPUs without AMX it is far slower than fp32
     cfg.train = TrainConfig(steps=steps, precision="bf16" if torch.cuda.is_available() else "fp32")

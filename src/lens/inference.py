@@ -49,3 +49,23 @@ def load_pipeline(
         pipe.to(device)
     pipe.set_progress_bar_config(leave=False)
     return pipe
+
+
+def world_object_scale(model: str | None) -> float:
+    """The object scale of the shapes world a pipeline trained on (`world_object_scale` in its
+    model_index.json; 1.0 when absent, as for any model not trained on the world), read without
+    loading it: the nano reasoner lays out its scenes at it before the model loads. `model` as
+    `load_pipeline` takes it (None: the bundled model)."""
+    import json
+
+    path = Path(model) if model is not None else BUNDLED_MODEL
+    if (path / "model_index.json").is_file():
+        index = json.loads((path / "model_index.json").read_text())
+    else:  # a hub id: its model_index.json (cached, as loading the pipeline would fetch it)
+        from diffusers import DiffusionPipeline
+
+        try:
+            index = DiffusionPipeline.load_config(model)
+        except (OSError, ValueError) as err:
+            raise LensError(f"could not read {model}'s model_index.json: {str(err).splitlines()[0]}") from err
+    return float(index.get("world_object_scale", 1.0))

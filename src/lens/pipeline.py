@@ -87,6 +87,7 @@ class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
         default_width: int = 1024,
         default_steps: int = 20,
         default_guidance_scale: float = 5.0,
+        world_object_scale: float = 1.0,
     ):
         super().__init__()
         self.register_modules(
@@ -96,12 +97,15 @@ class LensPipeline(DiffusionPipeline, LensLoraLoaderMixin):
             tokenizer=tokenizer,
             transformer=transformer,
         )
-        # Model-specific defaults live in model_index.json (a nano model is not 1024^2, Turbo is 4 steps).
+        # Model-specific defaults live in model_index.json (a nano model is not 1024^2, Turbo is 4 steps);
+        # world_object_scale: the shapes world's object scale a nano model trained on, at which the
+        # nano reasoner lays out its scenes (`lens.world.reasoner`; 1.0 for any other model)
         self.register_to_config(
             default_height=default_height,
             default_width=default_width,
             default_steps=default_steps,
             default_guidance_scale=default_guidance_scale,
+            world_object_scale=world_object_scale,
         )
 
     def register_modules(self, **modules):

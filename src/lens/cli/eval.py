@@ -64,6 +64,12 @@ def register(subparsers) -> None:
     g.add_argument("--out-dir", help="also write the images in GenEval's layout, one folder per setting")
     g.add_argument("--json", help="also write the rows as JSON to this file")
     add_caption_style(g, "the reasoner's rewrites (use the style the model trained on)")
+    g.add_argument(
+        "--object-scale",
+        type=float,
+        help="lay out the reasoner's scenes for objects of this scale (default: the pipeline's "
+        "world_object_scale, the world it trained on)",
+    )
     g.set_defaults(func=_run)
 
     b = sub.add_parser(
@@ -225,6 +231,10 @@ def _run(args: argparse.Namespace) -> int:
     check_guidance("--guidance", args.guidance)
     sizes = [parse_size(s) for s in args.size]
     modes = {"reasoner": [True], "short": [False], "both": [True, False]}[args.prompts]
+    if args.object_scale is not None:
+        from lens.world.sampler import check_object_scale
+
+        check_object_scale(args.object_scale)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipe = load_pipeline(args.model, device=device, dtype=torch.float32)  # as shipped: fp32
     pipe.set_progress_bar_config(disable=True)
@@ -232,7 +242,7 @@ def _run(args: argparse.Namespace) -> int:
     rows = sweep(
         pipe, settings(args.guidance, sizes, modes), steps=args.steps, n_samples=args.n_samples,
         seed=args.seed, batch_size=args.batch_size, workers=workers, out_dir=args.out_dir,
-        caption_style=args.caption_style,
+        caption_style=args.caption_style, object_scale=args.object_scale,
     )  # fmt: skip
     print(format_rows(rows))
     if args.json:
@@ -306,8 +316,10 @@ def _gate(args: argparse.Namespace) -> int:
     if args.prompts == "reasoner":
         from lens.world.reasoner import rewrite_prompt
 
+        scale = float(pipe.config.get("world_object_scale", 1.0))
+
         def rewrite(prompt: str, seed: int) -> str:
-            return rewrite_prompt(prompt, seed, args.caption_style)
+            return rewrite_prompt(prompt, seed, args.caption_style, scale)
 
     scores = colour_shape_gate(
         pipeline_generator(pipe, args.steps, args.guidance), args.seeds, rewrite=rewrite

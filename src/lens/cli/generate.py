@@ -58,13 +58,13 @@ def _use_nano_reasoner(args: argparse.Namespace) -> bool:
     return args.reasoner == "nano" or (args.reasoner == "auto" and args.model is None)
 
 
-def nano_rewrite(prompt: str, seed: int) -> str:
+def nano_rewrite(prompt: str, seed: int, object_scale: float = 1.0) -> str:
     """The nano reasoner's dense caption of a GenEval-style prompt (the seed picks the scene it
-    invents); a clear error for anything else."""
+    invents, laid out at the model's `object_scale`); a clear error for anything else."""
     from lens.world.reasoner import rewrite_prompt
 
     try:
-        return rewrite_prompt(prompt, seed)
+        return rewrite_prompt(prompt, seed, object_scale=object_scale)
     except LensError as err:
         raise LensError(f"{err}; or pass --reasoner none to give the model the prompt as it is") from None
 
@@ -125,7 +125,11 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_folder("--out", args.out)
     reasoner = reasoner_from_args(args)  # api / local: checked now, run by the pipeline
     edit = edit_inputs(args)
-    text = nano_rewrite(args.prompt, args.seed) if _use_nano_reasoner(args) else args.prompt
+    text = args.prompt
+    if _use_nano_reasoner(args):
+        from lens.inference import world_object_scale
+
+        text = nano_rewrite(args.prompt, args.seed, world_object_scale(args.model))
     if text != args.prompt:
         print(f"caption (nano reasoner): {text}")
     import torch

@@ -63,15 +63,24 @@ def register(sub) -> None:
         "build",
         help="the whole nano model: components, world shards, denoiser, export, Nano-Eval",
         description="Build Lens-Nano from nothing in resumable stages under OUT_DIR (see lens.nano.recipe). "
-        "The bundled model: lens nano build OUT --set ... then copy OUT/pipeline to src/lens/assets/lens-nano.",
+        "The defaults are the bundled model's recipe (OUT/pipeline is what src/lens/assets/lens-nano holds).",
     )
     r.add_argument("out_dir")
     r.add_argument("--components", help="reuse this `lens nano build-components` folder")
     r.add_argument("--component-minutes", type=float, default=20.0, help="budget of a components build")
-    r.add_argument("--samples", type=int, default=40_000, help="world samples to train on (default 40000)")
+    r.add_argument("--samples", type=int, default=8_000, help="world samples to train on (default 8000)")
+    r.add_argument(
+        "--object-scale", type=float, default=1.8, help="world objects' size, x the world's own (default 1.8)"
+    )
+    r.add_argument(
+        "--text-encoder",
+        choices=("lookup", "lm"),
+        default="lookup",
+        help="text features: a word lookup (default, the bundled model's) or the trained nano LM",
+    )
     r.add_argument("--jobs", type=int, default=0, help="processes writing the world (default: all cores)")
     add_overrides(r, "training config field, as for lens train")
-    r.add_argument("--guidance", type=float, nargs="+", default=[3.0, 5.0], help="CFG sweep (default 3 5)")
+    r.add_argument("--guidance", type=float, nargs="+", default=[2.0, 3.0], help="CFG sweep (default 2 3)")
     add_caption_style(r, "the world's dense captions (and the sweep's reasoner rewrites)")
     r.add_argument("--eval-samples", type=int, default=4, help="images per prompt in the sweep (default 4)")
     r.add_argument("--no-eval", action="store_true", help="stop after the export")
@@ -175,11 +184,15 @@ def run_recipe(args: argparse.Namespace) -> int:
     if args.samples < 1 or args.eval_samples < 1:
         raise LensError("--samples and --eval-samples must be at least 1")
     check_guidance("--guidance", args.guidance)
+    from lens.world.sampler import check_object_scale
+
+    check_object_scale(args.object_scale)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     recipe = Recipe(
         components=args.components, component_minutes=args.component_minutes, samples=args.samples,
         jobs=args.jobs, overrides=args.overrides, guidances=tuple(args.guidance),
         eval_samples=args.eval_samples, evaluate=not args.no_eval, caption_style=args.caption_style,
+        object_scale=args.object_scale, text_encoder=args.text_encoder,
     )  # fmt: skip
     result = build(args.out_dir, recipe)
     if result["rows"]:

@@ -55,6 +55,12 @@ def register(subparsers) -> None:
     r.add_argument("prompt", help="e.g. 'a photo of two red circles'")
     r.add_argument("--seed", type=int, default=None, help="default: derived from the prompt")
     _caption_style(r, "the rewrite (use the style the model trained on)")
+    r.add_argument(
+        "--object-scale",
+        type=float,
+        default=1.0,
+        help="lay the scene out for objects of this scale (the model's world_object_scale)",
+    )
     r.set_defaults(func=_reason)
 
 
@@ -102,6 +108,8 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _reason(args: argparse.Namespace) -> int:
     from lens.world.reasoner import rewrite_prompt
+    from lens.world.sampler import check_object_scale
 
-    print(rewrite_prompt(args.prompt, args.seed, args.caption_style))
+    scale = check_object_scale(args.object_scale)
+    print(rewrite_prompt(args.prompt, args.seed, args.caption_style, scale))
     return 0

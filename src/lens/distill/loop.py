@@ -56,7 +56,13 @@ from lens.train.faults import disk_errors
 from lens.train.logs import log
 from lens.train.metrics import Metrics, timer
 from lens.train.postrun import PostTrainer
-from lens.train.posttrain import derived_seed, read_prompts, rewrite_prompts, sample_captions
+from lens.train.posttrain import (
+    base_object_scale,
+    derived_seed,
+    read_prompts,
+    rewrite_prompts,
+    sample_captions,
+)
 from lens.train.previews import pad_texts, sample_latents
 
 
@@ -82,11 +88,12 @@ class DistillTrainer(PostTrainer):
         self.cfg = cfg
         self.check_start(run_dir_of(cfg), resume)
         check_out(Path(cfg.out))
+        scale = base_object_scale(cfg.teacher)
         prompts = rewrite_prompts(
-            read_prompts(cfg.data.prompts, "data.prompts"), cfg.data.rewrite, "data.prompts"
+            read_prompts(cfg.data.prompts, "data.prompts"), cfg.data.rewrite, "data.prompts", scale
         )
         self.prompts = [p.conditioning for p in prompts]
-        captions = sample_captions(cfg.log.sample_prompts, cfg.data.rewrite)  # fails before the run
+        captions = sample_captions(cfg.log.sample_prompts, cfg.data.rewrite, scale)  # fails before the run
         device = self.open_run(cfg.run)
 
         # the teacher, its frozen encoders, and the three trained modules that start from it

@@ -54,17 +54,24 @@ def evaluate(
     out_dir: str | None = None,
     workers: int = 0,
     caption_style: str = "compact",
+    object_scale: float = 1.0,
 ) -> dict[str, float]:
     """Score a generator on Nano-Eval (default: the 156-prompt suite, 4 images each).
 
     With `rewrite`, the generator gets the nano reasoner's dense caption of each prompt (as Lens
-    uses its reasoner) instead of the short prompt, in `caption_style` (the style the model trained on). With `out_dir`, images and results.jsonl are
+    uses its reasoner) instead of the short prompt, in `caption_style` (the style the model trained
+    on), its scenes laid out at `object_scale` (the world's the model trained on). With `out_dir`, images and results.jsonl are
     also written in GenEval's layout, so `lens eval nano-score out_dir` reproduces the scores.
     `workers` > 1 scores in that many processes (the analyser costs ~50 ms an image) while the
     generator runs on.
     """
     prompts = list(nano_prompts() if prompts is None else prompts)
-    texts = [rewrite_prompt(md["prompt"], style=caption_style) if rewrite else md["prompt"] for md in prompts]
+    texts = [
+        rewrite_prompt(md["prompt"], style=caption_style, object_scale=object_scale)
+        if rewrite
+        else md["prompt"]
+        for md in prompts
+    ]
     results = sample_results(generate, prompts, texts, n_samples, seed, batch_size, out_dir, workers)
     return summarize(results)
 

@@ -71,10 +71,14 @@ def sweep(
     out_dir: str | None = None,
     prompts: Sequence[dict] | None = None,
     caption_style: str = "compact",
+    object_scale: float | None = None,
 ) -> list[dict]:
     """One row per setting: {"setting", "guidance", "size", "reasoner", <tag>: score, "overall", "seconds"}.
 
-    The reasoner's rewrites are phrased in `caption_style`, the style the model trained on."""
+    The reasoner's rewrites are phrased in `caption_style`, the style the model trained on, and laid
+    out at `object_scale` (None: the pipeline's `world_object_scale`)."""
+    if object_scale is None:
+        object_scale = float(pipe.config.get("world_object_scale", 1.0))
     rows = []
     for s in grid:
         generate = pipeline_generator(pipe, steps, s.guidance, s.height, s.width)
@@ -82,7 +86,7 @@ def sweep(
         t0 = time.perf_counter()
         scores = evaluate(
             generate, prompts, n_samples=n_samples, seed=seed, batch_size=batch_size, rewrite=s.reasoner,
-            out_dir=folder, workers=workers, caption_style=caption_style,
+            out_dir=folder, workers=workers, caption_style=caption_style, object_scale=object_scale,
         )  # fmt: skip
         rows.append(
             {

@@ -4,7 +4,7 @@
   `scheduler/` and a `model_index.json`, i.e. the released pipeline layout without `transformer/`.
   This is what `encoders.source` must name so that `lens export` can copy the frozen parts.
 - `set_defaults(pipeline, ...)`: write the generation defaults (`default_steps`,
-  `default_guidance_scale`, size) into an exported folder's `model_index.json`, which
+  `default_guidance_scale`, size, `world_object_scale`) into an exported folder's `model_index.json`, which
   `LensPipeline.__call__` reads.
 - `folder_mb(path)`: the size of a folder on disk, for the 40 MB budget of the bundled model.
 """
@@ -19,7 +19,9 @@ from pathlib import Path
 from lens.errors import LensError
 
 FROZEN = ("tokenizer", "text_encoder", "vae")
-DEFAULT_KEYS = ("default_height", "default_width", "default_steps", "default_guidance_scale")
+DEFAULT_KEYS = (
+    "default_height", "default_width", "default_steps", "default_guidance_scale", "world_object_scale"
+)  # fmt: skip
 
 
 def folder_mb(path: str | Path) -> float:

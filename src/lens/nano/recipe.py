@@ -1,8 +1,10 @@
 """`lens nano build`: the whole Lens-Nano model from nothing, in stages that resume where they stopped.
 
     OUT/components/   tokenizer, LM, VAE (`build_components`), unless an existing folder is given
-    OUT/frozen/       the same as a pipeline folder without transformer/ (training's encoders.source)
-    OUT/world/        mixed-size world shards, written by `jobs` processes
+    OUT/frozen/       the same as a pipeline folder without transformer/ (training's encoders.source),
+                      its text encoder the LM turned into a word lookup (`Recipe.text_encoder`)
+    OUT/world/        world shards (objects `Recipe.object_scale` x the world's sizes, grounded
+                      compact captions), written by `jobs` processes
     OUT/features/     the same samples as VAE latents + LM features (`lens prepare`, `jobs` processes):
                       training then reads tensors instead of running both encoders every step, which
                       made a GPU run CPU-bound at ~250 images/s
@@ -11,11 +13,14 @@
     OUT/eval.json     the Nano-Eval rows of that sweep
 
 A stage whose output exists is skipped, so a killed build continues from the last finished stage
-(and training from its last checkpoint).
+(and training from its last checkpoint). The defaults are the shipped Lens-Nano v2's recipe
+(docs/nano-experiments.md): the `nano` preset (grounded text) on 8,000 scenes of the world at
+128x128, objects 1.8x, word-lookup text features.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -29,8 +34,9 @@ from lens.errors import LensError
 
 log = logging.getLogger("lens.nano")
 
-# 60 % square, 20 % each of the two other trained buckets (the nano preset's bucket set).
-TRAIN_SIZES = ((128, 128), (128, 128), (128, 128), (96, 160), (160, 96))
+# The shipped model's one size; for the paper's mixed buckets, e.g. 60 % square and 20 % each of
+# 96x160 / 160x96: sizes=((128, 128),) * 3 + ((96, 160), (160, 96)) and data.buckets to match.
+TRAIN_SIZES = ((128, 128),)
 FEATURE_KEYS = ("encoders.", "model.enc_hidden_dim", "model.selected_layer_index", "data.buckets")
 
 
@@ -38,11 +44,14 @@ FEATURE_KEYS = ("encoders.", "model.enc_hidden_dim", "model.selected_layer_index
 class Recipe:
     components: str | None = None  # reuse this components folder instead of building one
     component_minutes: float = 20.0
-    samples: int = 40_000  # world samples (the denoiser sees them once per epoch)
-    world_seed: int = 1
+    samples: int = 8_000  # world samples (the shipped model saw each 7 times in 3,500 steps of 16)
+    world_seed: int = 5
+    sizes: tuple[tuple[int, int], ...] = TRAIN_SIZES  # sample i renders at sizes[i % len(sizes)]
+    object_scale: float = 1.8  # objects larger than the world's own (docs/nano-experiments.md, 7th session)
+    text_encoder: str = "lookup"  # lm: the trained nano LM's features; lookup: word lookup (6th session)
     jobs: int = 0  # world-writing and feature-preparing processes; 0 = all cores
     overrides: list[str] = field(default_factory=list)  # `--set` items for the training config
-    guidances: tuple[float, ...] = (3.0, 5.0)
+    guidances: tuple[float, ...] = (2.0, 3.0)
     eval_samples: int = 4  # images per prompt (GenEval's 4)
     evaluate: bool = True
     caption_style: str = "compact"  # the world's dense captions, and the sweep's reasoner rewrites
@@ -51,16 +60,36 @@ class Recipe:
 def _world_part(args: tuple) -> int:
     from lens.world.shards import write_shards
 
-    folder, n, seed, start, style = args
-    write_shards(folder, n, seed=seed, sizes=TRAIN_SIZES, start=start, shard_size=1000, caption_style=style)
+    folder, n, seed, start, style, sizes, scale = args
+    write_shards(
+        folder,
+        n,
+        seed=seed,
+        sizes=sizes,
+        start=start,
+        shard_size=1000,
+        caption_style=style,
+        object_scale=scale,
+    )
     return n
 
 
-def write_world(out: Path, n: int, seed: int, jobs: int, style: str = "compact") -> list[str]:
-    """Samples 0..n-1 of the world with `seed`, dense captions in `style`, split over `jobs`
-    processes (out/part-XX/)."""
+def write_world(
+    out: Path,
+    n: int,
+    seed: int,
+    jobs: int,
+    style: str = "compact",
+    sizes=TRAIN_SIZES,
+    object_scale: float = 1.0,
+) -> list[str]:
+    """Samples 0..n-1 of the world with `seed`, dense captions in `style`, at `sizes` (cycled) and
+    `object_scale`, split over `jobs` processes (out/part-XX/)."""
     done = out / "done.json"
-    spec = {"samples": n, "seed": seed, "sizes": [list(s) for s in TRAIN_SIZES], "caption_style": style}
+    spec = {
+        "samples": n, "seed": seed, "sizes": [list(s) for s in sizes], "caption_style": style,
+        "object_scale": object_scale,
+    }  # fmt: skip
     if done.is_file() and json.loads(done.read_text()) == spec:
         return sorted(str(p) for p in out.glob("part-*/*.tar"))
     if out.exists():
@@ -68,7 +97,7 @@ def write_world(out: Path, n: int, seed: int, jobs: int, style: str = "compact")
     jobs = max(1, min(jobs or os.cpu_count() or 1, n))
     bounds = [n * j // jobs for j in range(jobs + 1)]
     parts = [
-        (str(out / f"part-{j:02d}"), bounds[j + 1] - bounds[j], seed, bounds[j], style)
+        (str(out / f"part-{j:02d}"), bounds[j + 1] - bounds[j], seed, bounds[j], style, sizes, object_scale)
         for j in range(jobs)
         if bounds[j + 1] > bounds[j]
     ]
@@ -148,13 +177,19 @@ def build(out_dir: str | Path, recipe: Recipe) -> dict:
         if recipe.components:
             raise LensError(f"{components} has no {MANIFEST}: give a `lens nano build-components` folder")
         minutes = recipe.component_minutes
-        build_components(components, plan=plan_for_budget(minutes), minutes=minutes, log=log.info)
-    style = f"data.caption_style={recipe.caption_style}"
-    overrides = [*component_settings(components), style, *recipe.overrides]
+        plan = plan_for_budget(minutes)
+        if recipe.text_encoder == "lookup":  # the lookup replaces the LM's weights: do not train it
+            plan = dataclasses.replace(plan, lm_steps=2)
+        build_components(components, plan=plan, minutes=minutes, log=log.info)
+    world = [f"data.caption_style={recipe.caption_style}", f"data.world_object_scale={recipe.object_scale}"]
+    overrides = [*component_settings(components), *world, *recipe.overrides]
     if not (out / "frozen" / "model_index.json").is_file():
         shutil.rmtree(out / "frozen", ignore_errors=True)
-        frozen_folder(components, out / "frozen")
-    write_world(out / "world", recipe.samples, recipe.world_seed, recipe.jobs, recipe.caption_style)
+        frozen_folder(components, out / "frozen", text_encoder=recipe.text_encoder)
+    write_world(
+        out / "world", recipe.samples, recipe.world_seed, recipe.jobs, recipe.caption_style, recipe.sizes,
+        recipe.object_scale,
+    )  # fmt: skip
     prepare_features(
         out / "features", out / "world", [f"encoders.source={out / 'frozen'}", *overrides], recipe.jobs
     )

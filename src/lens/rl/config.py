@@ -173,6 +173,7 @@ def training_view(cfg: RLConfig, base: Path, base_config: dict):
     """The training `Config` of this run (RUN_DIR/config.json): the LoRA on the base `base`, whose
     transformer config is `base_config`; `lens export` and `lens.export.load_run` read it."""
     from lens.train.config import Config, DataConfig, EncoderConfig, LogConfig, ModelConfig, TrainConfig
+    from lens.train.posttrain import base_object_scale
 
     shape = ModelConfig().model_kwargs()  # the fields that describe the denoiser, not how it trains
     p = cfg.policy
@@ -189,7 +190,8 @@ def training_view(cfg: RLConfig, base: Path, base_config: dict):
         encoders=EncoderConfig(
             source=str(base), dtype=cfg.run.encoder_dtype, max_text_tokens=r.max_text_tokens
         ),
-        data=DataConfig(shards=""),  # `lens train` on this file stops at once: an RL run has no data
+        # `lens train` on this file stops at once: an RL run has no data; the base's world is kept
+        data=DataConfig(shards="", world_object_scale=base_object_scale(str(base))),
         train=TrainConfig(steps=cfg.run.steps, seed=cfg.run.seed, precision=cfg.run.precision),
         log=LogConfig(sample_size=r.sizes[0], sample_steps=r.steps, sample_guidance=r.guidance),
     )

@@ -31,7 +31,13 @@ from lens.train.logs import log
 from lens.train.metrics import Metrics, timer
 from lens.train.objective import step_generator
 from lens.train.postrun import PostTrainer
-from lens.train.posttrain import pipeline_folder, read_prompts, rewrite_prompts, sample_captions
+from lens.train.posttrain import (
+    base_object_scale,
+    pipeline_folder,
+    read_prompts,
+    rewrite_prompts,
+    sample_captions,
+)
 from lens.train.previews import sample_latents, write_preview
 
 
@@ -57,10 +63,11 @@ class RLTrainer(PostTrainer):
         self.cfg = cfg
         self.check_start(run_dir_of(cfg), resume)
         self.reward = resolve(cfg, reward)
+        scale = base_object_scale(cfg.policy.base)
         self.prompts = rewrite_prompts(
-            read_prompts(cfg.rollout.prompts), cfg.rollout.rewrite, "rollout.prompts"
+            read_prompts(cfg.rollout.prompts), cfg.rollout.rewrite, "rollout.prompts", scale
         )
-        self.sample_captions = sample_captions(cfg.log.sample_prompts, cfg.rollout.rewrite)
+        self.sample_captions = sample_captions(cfg.log.sample_prompts, cfg.rollout.rewrite, scale)
         device = self.open_run(cfg.run)
 
         # the base (reference policy), its frozen encoders, and the trained adapter

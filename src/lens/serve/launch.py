@@ -61,8 +61,13 @@ class ServeConfig:
             loras=self.loras,
         ).start()
         reasoner = None
-        if self.reasoner:
-            from lens.world.reasoner import rewrite_prompt as reasoner
+        if self.reasoner:  # the nano reasoner, laying its scenes out for the model's objects
+            import functools
+
+            from lens.inference import world_object_scale
+            from lens.world.reasoner import rewrite_prompt
+
+            reasoner = functools.partial(rewrite_prompt, object_scale=world_object_scale(self.model))
         app = create_app(
             worker,
             self.model_id,

@@ -91,6 +91,9 @@ class DataConfig:
     # the style the shards' dense captions were written in (compact | verbose, `lens world generate
     # --caption-style`): eval hooks phrase the reasoner's rewrites and probe captions the same way
     caption_style: str = "compact"
+    # the object scale the world shards were drawn at (`lens world generate --object-scale`): the nano
+    # reasoner lays out in-training Nano-Eval scenes at it; exported as `world_object_scale`
+    world_object_scale: float = 1.0
     mixed_brief_prob: float = 0.5  # with caption=mixed, the chance a sample trains on its brief caption
     caption_dropout: float = 0.1  # chance a caption becomes the null condition (zero text tokens)
     prefetch: int = 2  # batches prepared ahead in a background thread (0 = none)
@@ -346,6 +349,10 @@ def validate(cfg: Config) -> Config:
         (0 <= cfg.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1)"),
         (0 <= cfg.data.caption_dropout <= 1, "data.caption_dropout must be in [0, 1]"),
         (0 <= cfg.data.mixed_brief_prob <= 1, "data.mixed_brief_prob must be in [0, 1]"),
+        (
+            0.5 <= cfg.data.world_object_scale <= 2.0,
+            "data.world_object_scale must be in 0.5..2.0 (the --object-scale the world was drawn at)",
+        ),
         (
             cfg.checkpoint.interval >= 1 and cfg.checkpoint.keep >= 1,
             "checkpoint.interval and keep must be >= 1",

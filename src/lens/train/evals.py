@@ -129,8 +129,9 @@ class NanoEval:
         style = trainer.cfg.data.caption_style
         for key, rewrite in (("nano", False), ("nano-reasoner", True)):
             scores = self.evaluate(
-                trainer.generate_images, n_samples=1, rewrite=rewrite, workers=workers, caption_style=style
-            )
+                trainer.generate_images, n_samples=1, rewrite=rewrite, workers=workers, caption_style=style,
+                object_scale=trainer.cfg.data.world_object_scale,
+            )  # fmt: skip
             values.update({f"eval/{key}/{k}": float(v) for k, v in scores.items()})
         return values
 

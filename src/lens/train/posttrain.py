@@ -103,26 +103,41 @@ class Prompt:
 REWRITES = ("none", "compact", "verbose")
 
 
-def rewrite_prompts(prompts: list[Prompt], style: str, field: str = "prompts") -> list[Prompt]:
-    """Each prompt with the nano reasoner's caption of it in `style` ("none": unchanged); `field`
-    names where the prompts came from in the error for one the reasoner cannot read."""
+def rewrite_prompts(
+    prompts: list[Prompt], style: str, field: str = "prompts", object_scale: float = 1.0
+) -> list[Prompt]:
+    """Each prompt with the nano reasoner's caption of it in `style` ("none": unchanged), its scene
+    laid out at `object_scale` (`base_object_scale`); `field` names where the prompts came from in the
+    error for one the reasoner cannot read."""
     if style == "none":
         return prompts
     from lens.world.reasoner import rewrite_prompt
 
     try:
-        return [Prompt(p.text, p.metadata, rewrite_prompt(p.text, style=style)) for p in prompts]
+        return [
+            Prompt(p.text, p.metadata, rewrite_prompt(p.text, style=style, object_scale=object_scale))
+            for p in prompts
+        ]
     except LensError as err:
         raise LensError(f"{field} (rewritten by the nano reasoner, style {style}): {err}") from None
 
 
-def sample_captions(texts, style: str) -> list[str]:
+def sample_captions(texts, style: str, object_scale: float = 1.0) -> list[str]:
     """What the model is conditioned on for each fixed sample prompt (`log.sample_prompts`) under
     `style`. Run when a run starts, so that a prompt the reasoner cannot read stops it before step 1,
     not at its first sample grid."""
-    return [
-        p.conditioning for p in rewrite_prompts([Prompt(t, None) for t in texts], style, "log.sample_prompts")
-    ]
+    prompts = rewrite_prompts([Prompt(t, None) for t in texts], style, "log.sample_prompts", object_scale)
+    return [p.conditioning for p in prompts]
+
+
+def base_object_scale(spec: str) -> float:
+    """The base pipeline's `world_object_scale`, at which the nano reasoner lays out its scenes; 1.0
+    for the tiny base and for a folder that is not there yet (`pipeline_folder` then says why)."""
+    if spec == TINY or not (Path(spec) / "model_index.json").is_file():
+        return 1.0
+    from lens.inference import world_object_scale
+
+    return world_object_scale(spec)
 
 
 def read_prompts(spec: str, field: str = "rollout.prompts") -> list[Prompt]:
