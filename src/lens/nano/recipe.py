@@ -61,16 +61,8 @@ def _world_part(args: tuple) -> int:
     from lens.world.shards import write_shards
 
     folder, n, seed, start, style, sizes, scale = args
-    write_shards(
-        folder,
-        n,
-        seed=seed,
-        sizes=sizes,
-        start=start,
-        shard_size=1000,
-        caption_style=style,
-        object_scale=scale,
-    )
+    kw = dict(sizes=sizes, start=start, caption_style=style, object_scale=scale)
+    write_shards(folder, n, seed=seed, shard_size=1000, **kw)
     return n
 
 
