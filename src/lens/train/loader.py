@@ -174,19 +174,23 @@ class TrainLoader:
 
     def _materialize(self, refs: list) -> list[Sample]:
         """Read the samples named by (part, key, epoch) refs again, in the given order."""
-        wanted: dict[int, dict[str, int]] = {}
+        # a buffer that spans an epoch boundary can hold one record twice (once per epoch), and the
+        # epoch seeds the caption choice: decode each (part, key, epoch) on its own
+        wanted: dict[int, dict[str, set[int]]] = {}
         for part, key, epoch in refs:
-            wanted.setdefault(part, {})[key] = epoch
-        found: dict[tuple[int, str], Sample] = {}
+            wanted.setdefault(part, {}).setdefault(key, set()).add(epoch)
+        found: dict[tuple[int, str, int], Sample] = {}
         for part, keys in wanted.items():
             for record in self.source.records(part):
-                if record.key in keys:
+                for epoch in keys.get(record.key, ()):
                     with contextlib.suppress(BadSample):  # counted when it was first read
-                        found[(part, record.key)] = self._decode(record, part, keys[record.key])
-        missing = len(refs) - len(found)
-        if missing:
-            log.warning("%d buffered samples could not be read again on resume; skipped", missing)
-        return [found[(s, k)] for s, k, _ in refs if (s, k) in found]
+                        found[(part, record.key, epoch)] = self._decode(record, part, epoch)
+        kept = [found[tuple(ref)] for ref in refs if tuple(ref) in found]
+        if len(kept) < len(refs):
+            log.warning(
+                "%d buffered samples could not be read again on resume; skipped", len(refs) - len(kept)
+            )
+        return kept
 
     # ------------------------------------------------------------------ production
     def _decode(self, record: Record, part: int, epoch: int) -> Sample:
