@@ -151,3 +151,20 @@ def test_caption_experiment_trains_arms_in_turn_and_scores_held_out_losses(tmp_p
     assert rows[0][3] != rows[1][3]
     metrics = (tmp_path / "exp" / "brief" / "metrics.jsonl").read_text()
     assert "eval/text_gain" in metrics and "eval/nano" not in metrics
+
+
+def test_world_sizes_set_the_training_buckets(tmp_path, capsys):
+    from lens.cli import main
+    from lens.nano.recipe import TRAIN_SIZES, size_buckets
+    from lens.train.buckets import parse_buckets
+
+    assert size_buckets(TRAIN_SIZES) == []  # the preset's own bucket
+    (item,) = size_buckets([(128, 128), (128, 128), (96, 160), (160, 96)])
+    buckets = parse_buckets(item.removeprefix("data.buckets="))
+    assert [(b.height, b.width, b.batch_size) for b in buckets] == [
+        (128, 128, 16),
+        (96, 160, 16),
+        (160, 96, 16),
+    ]
+    assert main(["nano", "build", str(tmp_path / "x"), "--sizes", "128x100"]) == 2
+    assert "multiple of 16" in capsys.readouterr().err and not (tmp_path / "x").exists()

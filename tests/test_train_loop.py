@@ -62,6 +62,19 @@ def test_text_gain_recomputes_the_logged_val_loss_of_a_checkpoint(debug_run, cap
         assert gain == pytest.approx(logged[step]["eval/text_gain"], abs=2e-4)
 
 
+def test_text_gain_of_a_grounded_run_recomputes_its_logged_val_loss(tmp_path):
+    # a grounded run's hook encodes its captions with their token places; so must the offline tool
+    run = tmp_path / "grounded"
+    sets = ["model.text_grounding=true", "train.steps=20", "log.sample_every=0", "log.tensorboard=false"]
+    assert main(["train", "debug", "--run-dir", str(run), *[a for kv in sets for a in ("--set", kv)]]) == 0
+    logged = {r["step"]: r for r in _rows(run) if "eval/text_gain" in r}[20]
+    assert main(["eval", "text-gain", str(run), "--json", str(tmp_path / "rows.json")]) == 0
+    (row,) = json.loads((tmp_path / "rows.json").read_text())
+    # the same sums recomputed offline: equal to ~1e-7 (without the places: ~6e-5 off)
+    assert row["eval/val_loss"] == pytest.approx(logged["eval/val_loss"], rel=1e-7)
+    assert row["eval/val_loss_null"] == pytest.approx(logged["eval/val_loss_null"], rel=1e-7)
+
+
 def test_text_gain_per_stored_size_and_caption(debug_run, capsys, tmp_path):
     # the debug shards hold 96x96 samples, a size its buckets (64x64, 48x80, 80x48) never train
     args = ["eval", "text-gain", str(debug_run), "--samples", "2", "--sizes", "64x64", "96x96"]

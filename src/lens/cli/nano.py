@@ -14,6 +14,7 @@ import argparse
 
 from lens.cli.options import add_caption_style, add_overrides, check_guidance
 from lens.errors import LensError
+from lens.resolution import parse_size
 
 
 def register(sub) -> None:
@@ -77,6 +78,14 @@ def register(sub) -> None:
         choices=("lookup", "lm"),
         default="lookup",
         help="text features: a word lookup (default, the bundled model's) or the trained nano LM",
+    )
+    r.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["128x128"],
+        metavar="HxW",
+        help="world image sizes, cycled over the samples (repeat one to weight it, e.g. 128x128 128x128 "
+        "96x160); the training buckets follow (default 128x128)",
     )
     r.add_argument("--jobs", type=int, default=0, help="processes writing the world (default: all cores)")
     add_overrides(r, "training config field, as for lens train")
@@ -193,6 +202,7 @@ def run_recipe(args: argparse.Namespace) -> int:
         jobs=args.jobs, overrides=args.overrides, guidances=tuple(args.guidance),
         eval_samples=args.eval_samples, evaluate=not args.no_eval, caption_style=args.caption_style,
         object_scale=args.object_scale, text_encoder=args.text_encoder,
+        sizes=tuple(parse_size(t, "--sizes") for t in args.sizes),
     )  # fmt: skip
     result = build(args.out_dir, recipe)
     if result["rows"]:

@@ -35,7 +35,7 @@ from lens.errors import LensError
 log = logging.getLogger("lens.nano")
 
 # The shipped model's one size; for the paper's mixed buckets, e.g. 60 % square and 20 % each of
-# 96x160 / 160x96: sizes=((128, 128),) * 3 + ((96, 160), (160, 96)) and data.buckets to match.
+# 96x160 / 160x96: sizes=((128, 128),) * 3 + ((96, 160), (160, 96)) (`size_buckets` trains them all).
 TRAIN_SIZES = ((128, 128),)
 FEATURE_KEYS = ("encoders.", "model.enc_hidden_dim", "model.selected_layer_index", "data.buckets")
 
@@ -145,6 +145,17 @@ def component_settings(components: Path) -> list[str]:
     ]
 
 
+def size_buckets(sizes) -> list[str]:
+    """The `data.buckets` override that trains every world size (none for the preset's own 128x128)."""
+    from lens.train.buckets import parse_buckets
+    from lens.train.presets import load_config
+
+    if tuple(map(tuple, sizes)) == TRAIN_SIZES:
+        return []
+    batch = parse_buckets(load_config("nano").data.buckets)[0].batch_size
+    return ["data.buckets=" + ",".join(f"{h}x{w}:{batch}" for h, w in dict.fromkeys(map(tuple, sizes)))]
+
+
 def train_config(out: Path, overrides: list[str]):
     from lens.train.presets import load_config
 
@@ -174,7 +185,7 @@ def build(out_dir: str | Path, recipe: Recipe) -> dict:
             plan = dataclasses.replace(plan, lm_steps=2)
         build_components(components, plan=plan, minutes=minutes, log=log.info)
     world = [f"data.caption_style={recipe.caption_style}", f"data.world_object_scale={recipe.object_scale}"]
-    overrides = [*component_settings(components), *world, *recipe.overrides]
+    overrides = [*component_settings(components), *world, *size_buckets(recipe.sizes), *recipe.overrides]
     if not (out / "frozen" / "model_index.json").is_file():
         shutil.rmtree(out / "frozen", ignore_errors=True)
         frozen_folder(components, out / "frozen", text_encoder=recipe.text_encoder)

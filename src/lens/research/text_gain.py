@@ -68,7 +68,8 @@ def run_text_gain(
             encoders.use_text(*trained_text)
             sets = None
         if sets is None:
-            sets = {size: (encode_fixed(samples, encoders, device), n) for size, (samples, n) in raw.items()}
+            grounded = cfg.model.text_grounding  # as the hook encodes them: a grounded run's token places
+            sets = {size: (encode_fixed(s, encoders, device, grounded), n) for size, (s, n) in raw.items()}
         for size, ((inputs, null_inputs), n) in sets.items():
             losses = captioned_vs_null(model, cfg.objective, inputs, null_inputs, autocast)
             label = "mixed" if size is None else f"{size[0]}x{size[1]}"
