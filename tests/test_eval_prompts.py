@@ -21,6 +21,27 @@ def test_suite_covers_six_tags_deterministically():
     assert {p["include"][0]["count"] for p in by_tag["counting"]} == {2, 3, 4}
 
 
+def test_coloured_counting_adds_counting_prompts_the_suite_does_not_hold(tmp_path, capsys):
+    from lens.cli import main
+
+    plain, more = nano_prompts(seed=1), nano_prompts(seed=1, coloured_counting=2)
+    extra = [p for p in more if p not in plain]
+    assert [p for p in more if p in plain] == plain  # the other prompts are unchanged
+    assert len(extra) == len(SHAPES) * 3 * 2 and {p["tag"] for p in extra} == {"counting"}
+    assert not {p["prompt"] for p in extra} & {p["prompt"] for p in nano_prompts()}  # held out
+    (obj,) = extra[0]["include"]
+    assert extra[0]["prompt"] == f"a photo of two {obj['color']} {obj['class']}s" and obj["count"] == 2
+    assert len({p["prompt"] for p in extra}) == len(extra)
+    with pytest.raises(LensError, match="coloured_counting"):
+        nano_prompts(coloured_counting=11)
+    suite, out = tmp_path / "suite.jsonl", tmp_path / "rl.jsonl"
+    assert main(["eval", "nano-prompts", "--out", str(suite)]) == 0
+    args = ["--seed", "1", "--per-tag", "96", "--exclude", str(suite), "--coloured-counting", "2"]
+    assert main(["eval", "nano-prompts", "--out", str(out), *args]) == 0
+    counting = [p for p in read_prompts(str(out)) if p["tag"] == "counting"]
+    assert len(counting) == 48 and all("color" in p["include"][0] for p in counting)
+
+
 def test_metadata_follows_geneval_format_and_phrasing():
     prompts = {p["prompt"]: p for p in nano_prompts()}
     assert prompts["a photo of a circle"] == {

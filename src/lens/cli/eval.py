@@ -25,6 +25,13 @@ def register(subparsers) -> None:
         metavar="FILE",
         help="leave out every prompt of this suite (e.g. RL prompts held out from the default suite)",
     )
+    n.add_argument(
+        "--coloured-counting",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also every shape x count with K random colours ('three red circles'; none in the default suite)",
+    )
     n.set_defaults(func=_prompts)
 
     s = sub.add_parser(
@@ -195,7 +202,7 @@ def register(subparsers) -> None:
 def _prompts(args: argparse.Namespace) -> int:
     from lens.eval.prompts import nano_prompts, read_prompts, write_prompts
 
-    prompts = nano_prompts(args.seed, args.per_tag)
+    prompts = nano_prompts(args.seed, args.per_tag, args.coloured_counting)
     if args.exclude:
         held_out = {md["prompt"] for md in read_prompts(args.exclude)}
         prompts = [md for md in prompts if md["prompt"] not in held_out]

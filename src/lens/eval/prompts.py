@@ -22,10 +22,17 @@ from lens.world.vocab import COLORS, SHAPES
 PER_TAG = 32
 
 
-def nano_prompts(seed: int = 0, per_tag: int = PER_TAG) -> list[dict]:
-    """The suite, ordered by tag as in GenEval; deterministic by seed."""
+def nano_prompts(seed: int = 0, per_tag: int = PER_TAG, coloured_counting: int = 0) -> list[dict]:
+    """The suite, ordered by tag as in GenEval; deterministic by seed.
+
+    `coloured_counting` k > 0 adds, after the counting prompts, every shape x count again with k
+    colours drawn at random ("a photo of three red circles"): counting prompts that the default suite
+    does not hold (an RL prompt set that trains counting and keeps the suite held out). The other
+    prompts do not change with it."""
     if per_tag < 1:
         raise LensError(f"per_tag must be at least 1, got {per_tag}")
+    if not 0 <= coloured_counting <= len(COLORS):
+        raise LensError(f"coloured_counting must be in 0..{len(COLORS)}, got {coloured_counting}")
     rng = np.random.default_rng([seed, 7])
     out = [make_metadata("single_object", [{"class": s, "count": 1}]) for s in SHAPES]
     pairs = list(itertools.combinations(SHAPES, 2))
@@ -33,6 +40,11 @@ def nano_prompts(seed: int = 0, per_tag: int = PER_TAG) -> list[dict]:
         a, b = pairs[k] if rng.random() < 0.5 else pairs[k][::-1]
         out.append(make_metadata("two_object", [{"class": a, "count": 1}, {"class": b, "count": 1}]))
     out += [make_metadata("counting", [{"class": s, "count": n}]) for s in SHAPES for n in COUNTS]
+    if coloured_counting:
+        colour_rng = np.random.default_rng([seed, 11])  # its own stream: the other tags' draws stay put
+        for s, n in itertools.product(SHAPES, COUNTS):
+            for c in colour_rng.choice(sorted(COLORS), coloured_counting, replace=False):
+                out.append(make_metadata("counting", [{"class": s, "count": n, "color": str(c)}]))
     combos = [(s, c) for s in SHAPES for c in COLORS]
     for k in rng.choice(len(combos), min(per_tag, len(combos)), replace=False):
         s, c = combos[k]
